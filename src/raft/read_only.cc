@@ -3,7 +3,7 @@
 namespace keel::raft {
 
 bool ReadOnly::AddRequest(Index index, Message req) {
-  const std::string& ctx = req.context;
+  std::string ctx = req.context;  // a copy: req is moved below
   if (pending_.count(ctx)) return false;
   queue_.push_back(ctx);
   pending_.emplace(ctx, ReadIndexStatus{std::move(req), index, {}});
