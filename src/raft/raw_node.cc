@@ -77,6 +77,16 @@ Status RawNode::Propose(std::string data) {
   return raft_->Step(std::move(m));
 }
 
+Status RawNode::ProposeBatch(std::vector<std::string> data) {
+  if (data.empty()) return Status::OK();
+  Message m;
+  m.type = MessageType::kProp;
+  m.from = raft_->id();
+  m.entries.resize(data.size());
+  for (size_t i = 0; i < data.size(); i++) m.entries[i].data = std::move(data[i]);
+  return raft_->Step(std::move(m));
+}
+
 Status RawNode::ProposeConfChange(const ConfChange& cc) {
   Message m;
   m.type = MessageType::kProp;

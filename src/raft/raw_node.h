@@ -162,6 +162,9 @@ class RawNode {
   // ProposalDropped if no leader is known, a transfer is in progress, the
   // uncommitted bound is reached, or forwarding is disabled on a follower.
   Status Propose(std::string data);
+  // Proposes several entries as one message: one append, one kApp per
+  // follower. Refused (all of them) like Propose.
+  Status ProposeBatch(std::vector<std::string> data);
   // As Propose; also refused while another change is pending.
   Status ProposeConfChange(const ConfChange& cc);
   // Applies a committed configuration change; returns the new ConfState.
