@@ -387,19 +387,23 @@ void Network::TickAll(int rounds) {
   }
 }
 
-NodeId Network::TickUntilLeader(int max_rounds) {
+NodeId Network::TickUntilLeader(int max_rounds, std::vector<NodeId> among) {
   for (int r = 0; r < max_rounds; r++) {
-    NodeId l = Leader();
+    NodeId l = Leader(among);
     if (l != kNone) return l;
     TickAll(1);
   }
-  return Leader();
+  return Leader(among);
 }
 
-NodeId Network::Leader() const {
+NodeId Network::Leader(const std::vector<NodeId>& among) const {
   NodeId best = kNone;
   Term best_term = 0;
   for (const auto& [id, p] : peers_) {
+    if (!among.empty() &&
+        std::find(among.begin(), among.end(), id) == among.end()) {
+      continue;
+    }
     if (p->node->role() == StateRole::kLeader && p->node->term() > best_term) {
       best = id;
       best_term = p->node->term();

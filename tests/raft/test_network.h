@@ -160,12 +160,13 @@ class Network {
   void Tick(NodeId id, int n = 1);
   // Ticks every member once per round, stabilizing after each round.
   void TickAll(int rounds = 1);
-  // Ticks all members until some member is a leader the others (that it
-  // can reach) follow, or `max_rounds` pass. Returns the leader or kNone.
-  NodeId TickUntilLeader(int max_rounds);
+  // Ticks all members until Leader(among) is not kNone, or `max_rounds`
+  // pass. Returns the leader or kNone.
+  NodeId TickUntilLeader(int max_rounds, std::vector<NodeId> among = {});
 
-  // The member that leads with the highest term, or kNone.
-  NodeId Leader() const;
+  // Among `among` (default: every member), the one leading with the highest
+  // term, or kNone. (An isolated old leader may still think it leads.)
+  NodeId Leader(const std::vector<NodeId>& among = {}) const;
 
   // Faults. Applied when a message is delivered, so they also catch
   // messages already queued.
