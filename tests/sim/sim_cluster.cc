@@ -1,0 +1,609 @@
+#include "sim/sim_cluster.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <sstream>
+
+#include "raft/codec.h"
+
+namespace keel::sim {
+
+using raft::ConfState;
+using raft::Entry;
+using raft::EntryType;
+using raft::Message;
+using raft::MessageType;
+using raft::Ready;
+using raft::StateRole;
+
+namespace {
+
+std::string Join(const std::vector<NodeId>& ids) {
+  std::string s;
+  for (NodeId id : ids) s += (s.empty() ? "" : ",") + std::to_string(id);
+  return s;
+}
+
+std::string DescribeConf(const ConfState& cs) {
+  std::string s = "voters=" + Join(cs.voters);
+  if (!cs.learners.empty()) s += " learners=" + Join(cs.learners);
+  if (!cs.voters_outgoing.empty()) {
+    s += " outgoing=" + Join(cs.voters_outgoing);
+    s += cs.auto_leave ? " (auto-leave)" : " (explicit leave)";
+  }
+  if (!cs.learners_next.empty())
+    s += " learners_next=" + Join(cs.learners_next);
+  return s;
+}
+
+bool InConf(const ConfState& cs, NodeId id) {
+  for (const auto* v :
+       {&cs.voters, &cs.learners, &cs.voters_outgoing, &cs.learners_next}) {
+    if (std::find(v->begin(), v->end(), id) != v->end()) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+// ---- State machine ----
+
+std::string SimStateMachine::Encode() const {
+  std::string out = fmt::format("{} {}\n", applied, hash);
+  for (const auto& [k, v] : kv) out += k + "=" + v + "\n";
+  return out;
+}
+
+bool SimStateMachine::Decode(const std::string& data, SimStateMachine* out) {
+  *out = SimStateMachine();
+  if (data.empty()) return true;  // a member that never had a snapshot
+  std::istringstream in(data);
+  std::string line;
+  if (!(in >> out->applied >> out->hash)) return false;
+  std::getline(in, line);
+  while (std::getline(in, line)) {
+    size_t eq = line.find('=');
+    if (eq == std::string::npos) return false;
+    out->kv[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  return true;
+}
+
+// ---- Setup and members ----
+
+SimCluster::SimCluster(uint64_t seed, const SimOptions& options)
+    : options_(options),
+      trace_capacity_(options.trace_capacity),
+      live_(options.live_trace),
+      rng_(seed),
+      p_(DrawParams(seed, &rng_)),
+      net_rng_(rng_.Next()),
+      net_(&net_rng_) {}
+
+void SimCluster::Log(std::string event) {
+  std::string line = fmt::format("[t{} s{}] {}", tick_, step_, event);
+  if (live_ != nullptr) *live_ << line << '\n';
+  if (trace_capacity_ == 0) return;
+  if (trace_.size() >= trace_capacity_) trace_.pop_front();
+  trace_.push_back(std::move(line));
+}
+
+SimNode& SimCluster::NewMember(NodeId id) {
+  auto n = std::make_unique<SimNode>();
+  n->id = id;
+  n->storage = std::make_unique<raft::MemoryStorage>();
+  SimNode& ref = *n;
+  nodes_[id] = std::move(n);
+  next_id_ = std::max(next_id_, id + 1);
+  return ref;
+}
+
+void SimCluster::Bootstrap() {
+  SimNetwork::Faults f;
+  f.drop_rate = p_.drop_rate;
+  f.dup_rate = p_.dup_rate;
+  f.delay_min_steps = p_.delay_min_steps;
+  f.delay_max_steps = p_.delay_max_steps;
+  f.fifo = p_.fifo_links;
+  net_.SetFaults(f);
+
+  ConfState cs;
+  for (int i = 1; i <= p_.cluster_size; i++) cs.voters.push_back(i);
+  SimStateMachine empty;
+  empty.applied = 1;
+  checker_.OnSnapshot(raft::kNone, 1, 1, empty.hash);
+  for (int i = 1; i <= p_.cluster_size; i++) {
+    SimNode& n = NewMember(i);
+    raft::Snapshot snap;
+    snap.data = empty.Encode();
+    snap.metadata.conf_state = cs;
+    snap.metadata.index = 1;
+    snap.metadata.term = 1;
+    KEEL_CHECK(n.storage->ApplySnapshot(std::move(snap)).ok()) << "";
+    n.storage->SetHardState({1, raft::kNone, 1});
+    n.commit_recorded = 1;
+    Start(n);
+  }
+  Log(fmt::format("bootstrap {}", p_.Describe()));
+}
+
+// Builds the volatile half of a member from its disk, as a process does
+// when it starts: state machine from the latest snapshot, then the core
+// replays the committed entries after it.
+void SimCluster::Start(SimNode& n) {
+  auto snap = n.storage->GetSnapshot();
+  KEEL_CHECK(snap.ok()) << "";
+  if (!SimStateMachine::Decode(snap->data, &n.sm)) {
+    checker_.Fail(fmt::format("member {}: undecodable snapshot", n.id));
+    return;
+  }
+  n.sm.applied = snap->metadata.index;
+  n.conf = snap->metadata.conf_state;
+  n.rng = std::make_unique<SeededRng>(rng_.Next());
+  raft::Config c;
+  c.id = n.id;
+  c.election_tick = p_.election_tick;
+  c.heartbeat_tick = p_.heartbeat_tick;
+  c.storage = n.storage.get();
+  c.rng = n.rng.get();
+  c.applied = n.sm.applied;
+  c.max_size_per_msg = p_.max_size_per_msg;
+  c.max_inflight_msgs = p_.max_inflight_msgs;
+  c.max_uncommitted_entries_size = p_.max_uncommitted_size;
+  c.check_quorum = p_.check_quorum;
+  c.pre_vote = p_.pre_vote;
+  c.read_only_option = p_.lease_reads ? raft::ReadOnlyOption::kLeaseBased
+                                      : raft::ReadOnlyOption::kSafe;
+  c.disable_proposal_forwarding = p_.disable_forwarding;
+  auto raw = raft::RawNode::Create(c);
+  if (!raw.ok()) {
+    checker_.Fail(fmt::format("member {} failed to start: {}", n.id,
+                              raw.status().ToString()));
+    return;
+  }
+  n.raw = std::move(*raw);
+  n.leader_checked_term = 0;
+  n.incarnation++;
+  if (tracing()) {
+    Log(fmt::format("start member {} (life {}) applied={} hs.term={} {}", n.id,
+                    n.incarnation, n.sm.applied, n.storage->GetHardState().term,
+                    DescribeConf(n.conf)));
+  }
+}
+
+void SimCluster::Crash(SimNode& n, const char* why) {
+  if (!n.alive()) return;
+  if (tracing()) Log(fmt::format("CRASH member {} ({})", n.id, why));
+  stats_.crashes++;
+  n.raw.reset();
+  n.rng.reset();
+  n.sm = SimStateMachine();
+  n.conf = ConfState();
+  n.waiting_reads.clear();
+  n.unreachable_reports.clear();
+  n.failed_snapshot_reports.clear();
+}
+
+void SimCluster::Stop(NodeId id) {
+  auto it = nodes_.find(id);
+  if (it == nodes_.end() || it->second->stopped) return;
+  SimNode& n = *it->second;
+  if (tracing())
+    Log(fmt::format("STOP member {}: removed from the cluster", id));
+  stats_.members_removed++;
+  n.raw.reset();
+  n.rng.reset();
+  n.waiting_reads.clear();
+  n.stopped = true;
+}
+
+std::vector<SimNode*> SimCluster::LiveMembers() {
+  std::vector<SimNode*> out;
+  for (auto& [id, n] : nodes_) {
+    if (n->alive()) out.push_back(n.get());
+  }
+  return out;
+}
+
+SimNode* SimCluster::FindLeader() {
+  SimNode* best = nullptr;
+  for (auto& [id, n] : nodes_) {
+    if (!n->alive() || n->raw->role() != StateRole::kLeader) continue;
+    if (best == nullptr || n->raw->term() > best->raw->term()) best = n.get();
+  }
+  return best;
+}
+
+// ---- The step loop ----
+
+void SimCluster::StepOnce() {
+  step_++;
+  Envelope env;
+  while (checker_.ok() && net_.PopDue(step_, &env)) Deliver(std::move(env));
+  if (step_ % p_.steps_per_tick == 0) {
+    tick_++;
+    // Uniform ticks: every live member's clock advances together.
+    for (auto& [id, n] : nodes_) {
+      if (n->alive()) n->raw->Tick();
+    }
+    PerTickActions();
+  }
+  for (auto& [id, n] : nodes_) {
+    if (!checker_.ok()) return;
+    if (n->alive()) HandleReadies(*n);
+  }
+  for (NodeId id : to_stop_) Stop(id);
+  to_stop_.clear();
+}
+
+void SimCluster::Deliver(Envelope env) {
+  Message& m = env.msg;
+  auto to = nodes_.find(m.to);
+  auto from = nodes_.find(m.from);
+  bool from_removed = from != nodes_.end() && from->second->stopped;
+  bool ok = to != nodes_.end() && to->second->alive() && !from_removed &&
+            !net_.IsCut(m.from, m.to);
+  // The sending transport learns whether a snapshot got through.
+  SimNode* sender = from != nodes_.end() && from->second->alive() &&
+                            from->second->incarnation == env.sender_incarnation
+                        ? from->second.get()
+                        : nullptr;
+  if (!ok) {
+    if (tracing()) {
+      std::ostringstream os;
+      os << m;
+      Log("lost " + os.str());
+    }
+    if (m.type == MessageType::kSnap && sender != nullptr) {
+      sender->raw->ReportSnapshot(m.to, /*failed=*/true);
+    }
+    return;
+  }
+  if (tracing()) {
+    std::ostringstream os;
+    os << m;
+    Log("deliver " + os.str());
+  }
+  stats_.messages++;
+  MessageType type = m.type;
+  NodeId dest = m.to;
+  Status s = to->second->raw->Step(std::move(m));
+  if (!s.ok() && tracing()) Log("  step: " + s.ToString());
+  if (type == MessageType::kSnap && sender != nullptr) {
+    sender->raw->ReportSnapshot(dest, /*failed=*/false);
+  }
+}
+
+void SimCluster::HandleReadies(SimNode& n) {
+  // Bounded: a core that never stops producing Readies is a bug too.
+  for (int i = 0; i < 1000; i++) {
+    if (!n.alive() || !checker_.ok()) return;
+    if (!n.raw->HasReady()) {
+      AfterReadies(n);
+      return;
+    }
+    if (!HandleReady(n)) return;
+  }
+  checker_.Fail(fmt::format("member {} produced 1000 Readies in a row", n.id));
+}
+
+bool SimCluster::HandleReady(SimNode& n) {
+  Ready rd = n.raw->GetReady();
+  if (rd.soft_state && tracing()) {
+    Log(fmt::format("member {} is now {} (leader {}) term {}", n.id,
+                    raft::StateRoleName(rd.soft_state->role),
+                    rd.soft_state->lead, n.raw->term()));
+  }
+  bool leader = n.raw->role() == StateRole::kLeader;
+  if (faults_on_ && p_.crash_in_ready_rate > 0 &&
+      rng_.Chance(p_.crash_in_ready_rate)) {
+    switch (rng_.Uniform(3)) {
+      case 0:
+        if (leader) {
+          // A leader may send before its own write is durable (thesis
+          // §10.2.1); crash after sending, before the write.
+          Send(n, rd.messages);
+          Crash(n, "leader, after send, before persist");
+          return false;
+        }
+        [[fallthrough]];
+      case 1:
+        Crash(n, "before persisting a Ready");
+        return false;
+      default:
+        Persist(n, rd);
+        Send(n, rd.messages);
+        Crash(n, "after persisting, before applying");
+        return false;
+    }
+  }
+  Persist(n, rd);
+  if (!checker_.ok()) return false;
+  Send(n, rd.messages);
+  if (!rd.snapshot.IsEmpty()) InstallSnapshot(n, rd.snapshot);
+  for (const Entry& e : rd.committed_entries) {
+    if (!checker_.ok()) return false;
+    ApplyEntry(n, e);
+  }
+  for (const raft::ReadState& rs : rd.read_states) OnReadState(n, rs);
+  n.raw->Advance(rd);
+  FlushReports(n);
+  MaybeSnapshot(n);
+  return checker_.ok();
+}
+
+void SimCluster::Persist(SimNode& n, const Ready& rd) {
+  raft::MemoryStorage& st = *n.storage;
+  if (!rd.snapshot.IsEmpty()) {
+    Status s = st.ApplySnapshot(rd.snapshot);
+    if (!s.ok()) {
+      checker_.Fail(fmt::format(
+          "member {} was handed snapshot {} to persist "
+          "but has {}: {}",
+          n.id, rd.snapshot.metadata.index, st.FirstIndex() - 1, s.ToString()));
+      return;
+    }
+    n.commit_recorded = std::max(n.commit_recorded, rd.snapshot.metadata.index);
+  }
+  if (!rd.entries.empty()) {
+    checker_.BeforeAppend(n.id, st, rd.entries);
+    if (!checker_.ok()) return;
+    KEEL_CHECK(st.Append(rd.entries).ok()) << "";
+    checker_.AfterAppend(n.id, st, rd.entries);
+  }
+  if (!rd.hard_state.IsEmpty()) {
+    checker_.OnHardState(n.id, st.GetHardState(), rd.hard_state);
+    st.SetHardState(rd.hard_state);
+    RecordCommits(n);
+  }
+}
+
+// Entries up to the persisted commit index are committed: feeding them to
+// the checker as soon as they are known catches a lost committed entry even
+// before anyone applies it.
+void SimCluster::RecordCommits(SimNode& n) {
+  raft::MemoryStorage& st = *n.storage;
+  raft::Index commit = st.GetHardState().commit;
+  if (commit <= n.commit_recorded) return;
+  if (commit > st.LastIndex()) {
+    checker_.Fail(
+        fmt::format("member {} persisted commit index {} beyond its "
+                    "persisted log (last index {})",
+                    n.id, commit, st.LastIndex()));
+    return;
+  }
+  raft::Index lo = std::max(n.commit_recorded + 1, st.FirstIndex());
+  if (lo <= commit) {
+    auto ents = st.Entries(lo, commit + 1, UINT64_MAX);
+    KEEL_CHECK(ents.ok()) << ents.status().ToString();
+    for (const Entry& e : *ents) checker_.OnCommitted(n.id, e);
+  }
+  n.commit_recorded = commit;
+}
+
+void SimCluster::Send(SimNode& n, const std::vector<Message>& msgs) {
+  for (const Message& m : msgs) {
+    if (tracing()) {
+      std::ostringstream os;
+      os << m;
+      Log("send " + os.str());
+    }
+    auto r = net_.Send(m, n.incarnation, step_);
+    if (r == SimNetwork::SendResult::kQueued) continue;
+    if (m.type == MessageType::kSnap) n.failed_snapshot_reports.push_back(m.to);
+    if (r == SimNetwork::SendResult::kCut &&
+        rng_.Chance(p_.unreachable_report_rate)) {
+      n.unreachable_reports.push_back(m.to);
+    }
+  }
+}
+
+void SimCluster::FlushReports(SimNode& n) {
+  for (NodeId id : n.failed_snapshot_reports) n.raw->ReportSnapshot(id, true);
+  for (NodeId id : n.unreachable_reports) n.raw->ReportUnreachable(id);
+  n.failed_snapshot_reports.clear();
+  n.unreachable_reports.clear();
+}
+
+void SimCluster::InstallSnapshot(SimNode& n, const raft::Snapshot& snap) {
+  const auto& md = snap.metadata;
+  if (md.index <= n.sm.applied) {
+    checker_.Fail(
+        fmt::format("member {} was handed snapshot {} but has "
+                    "applied {} already",
+                    n.id, md.index, n.sm.applied));
+    return;
+  }
+  SimStateMachine sm;
+  if (!SimStateMachine::Decode(snap.data, &sm) || sm.applied != md.index) {
+    checker_.Fail(
+        fmt::format("member {}: snapshot {} carries bad data", n.id, md.index));
+    return;
+  }
+  n.sm = std::move(sm);
+  n.conf = md.conf_state;
+  stats_.snapshots_installed++;
+  if (tracing()) {
+    Log(fmt::format("member {} installs snapshot {}/{} {}", n.id, md.term,
+                    md.index, DescribeConf(n.conf)));
+  }
+  checker_.OnSnapshot(n.id, md.index, md.term, n.sm.hash);
+  for (NodeId id : removing_) {
+    if (!InConf(n.conf, id)) to_stop_.insert(id);
+  }
+  max_applied_ = std::max(max_applied_, n.sm.applied);
+}
+
+void SimCluster::ApplyEntry(SimNode& n, const Entry& e) {
+  if (e.index != n.sm.applied + 1) {
+    checker_.Fail(
+        fmt::format("member {} was handed committed entry {} after "
+                    "applying {}",
+                    n.id, e.index, n.sm.applied));
+    return;
+  }
+  auto t = n.storage->TermAt(e.index);
+  if (!t.ok() || *t != e.term) {
+    checker_.Fail(
+        fmt::format("member {} applies entry {}/{} that is not in "
+                    "its persisted log",
+                    n.id, e.term, e.index));
+    return;
+  }
+  uint64_t digest = EntryDigest(e);
+  if (options_.inject == Injection::kCorruptApply && !injected_ && tick_ > 30 &&
+      e.type == EntryType::kNormal && !e.data.empty()) {
+    injected_ = true;
+    Entry bad = e;
+    bad.data += "!";
+    digest = EntryDigest(bad);
+    Log(fmt::format("INJECT member {} applies a corrupted entry {}", n.id,
+                    e.index));
+  }
+  n.sm.hash = NextStateHash(n.sm.hash, digest);
+  n.sm.applied = e.index;
+  checker_.OnApplied(n.id, e, n.sm.hash);
+  max_applied_ = std::max(max_applied_, e.index);
+  if (e.type == EntryType::kConfChange) {
+    raft::ConfChange cc;
+    if (!raft::DecodeConfChange(e.data, &cc)) {
+      checker_.Fail(fmt::format("member {}: undecodable conf change at {}",
+                                n.id, e.index));
+      return;
+    }
+    n.conf = n.raw->ApplyConfChange(cc);
+    OnConfApplied(n, cc);
+    return;
+  }
+  // Writes look like "w<id>:<key>"; the key's value becomes the write id.
+  if (e.data.size() > 1 && e.data[0] == 'w') {
+    size_t colon = e.data.find(':');
+    uint64_t id = std::stoull(e.data.substr(1, colon - 1));
+    n.sm.kv[e.data.substr(colon + 1)] = std::to_string(id);
+    auto it = proposals_.find(id);
+    if (it != proposals_.end() && it->second.applied_index == 0) {
+      // Acknowledged: a server answers the client once any member (the one
+      // it asked) has applied the write.
+      it->second.applied_index = e.index;
+      stats_.writes_committed++;
+    }
+  }
+}
+
+void SimCluster::OnConfApplied(SimNode& n, const raft::ConfChange& cc) {
+  if (tracing()) {
+    Log(fmt::format("member {} applies conf change at {}: {}", n.id,
+                    n.sm.applied, DescribeConf(n.conf)));
+  }
+  if (n.raw->role() == StateRole::kLeader) stats_.conf_changes_applied++;
+  for (const raft::ConfChangeSingle& c : cc.changes) {
+    if (c.type == raft::ConfChangeType::kRemoveNode) {
+      removing_.insert(c.node_id);
+    } else if (c.type != raft::ConfChangeType::kUpdateNode &&
+               !nodes_.count(c.node_id)) {
+      // The operator starts the new member once the change is committed,
+      // with an empty disk; the leader catches it up by snapshot.
+      stats_.members_added++;
+      Start(NewMember(c.node_id));
+    }
+  }
+  for (NodeId id : removing_) {
+    if (!InConf(n.conf, id)) to_stop_.insert(id);
+  }
+}
+
+void SimCluster::OnReadState(SimNode& n, const raft::ReadState& rs) {
+  auto it = reads_.find(rs.request_ctx);
+  if (it == reads_.end()) {
+    checker_.Fail(fmt::format("member {} answered unknown read '{}'", n.id,
+                              rs.request_ctx));
+    return;
+  }
+  if (tracing()) {
+    Log(fmt::format("member {} read {} index {} (needs >= {})", n.id,
+                    rs.request_ctx, rs.index, it->second.required));
+  }
+  checker_.OnReadState(n.id, rs.request_ctx, rs.index, it->second.required);
+  n.waiting_reads.push_back(rs);
+}
+
+void SimCluster::ServeReads(SimNode& n) {
+  auto& w = n.waiting_reads;
+  for (auto it = w.begin(); it != w.end();) {
+    if (it->index > n.sm.applied) {
+      ++it;
+      continue;
+    }
+    auto r = reads_.find(it->request_ctx);
+    if (r != reads_.end() && !r->second.served) {
+      r->second.served = true;
+      stats_.reads_served++;
+    }
+    it = w.erase(it);
+  }
+}
+
+void SimCluster::MaybeSnapshot(SimNode& n) {
+  raft::MemoryStorage& st = *n.storage;
+  raft::Index snap = st.FirstIndex() - 1;
+  if (n.sm.applied < snap + p_.snapshot_min_gap ||
+      !rng_.Chance(p_.snapshot_rate)) {
+    return;
+  }
+  auto s = st.CreateSnapshot(n.sm.applied, &n.conf, n.sm.Encode());
+  if (!s.ok()) return;
+  raft::Index compact = n.sm.applied > static_cast<raft::Index>(p_.compact_keep)
+                            ? n.sm.applied - p_.compact_keep
+                            : 0;
+  if (compact > snap) KEEL_CHECK(st.Compact(compact).ok()) << "";
+  if (tracing()) {
+    Log(fmt::format("member {} snapshots at {}, compacts to {}", n.id,
+                    n.sm.applied, st.FirstIndex()));
+  }
+}
+
+void SimCluster::AfterReadies(SimNode& n) {
+  ServeReads(n);
+  if (n.raw->role() != StateRole::kLeader) return;
+  Term term = n.raw->term();
+  checker_.OnLeader(n.id, term);
+  if (n.leader_checked_term != term) {
+    n.leader_checked_term = term;
+    stats_.leaders++;
+    checker_.OnNewLeader(n.id, term, *n.storage);
+  }
+}
+
+void SimCluster::CheckAllLogs() {
+  std::map<NodeId, const raft::MemoryStorage*> logs;
+  for (auto& [id, n] : nodes_) logs[id] = n->storage.get();
+  checker_.CheckLogs(logs);
+}
+
+std::string SimCluster::DescribeState() {
+  std::string s =
+      fmt::format("tick {} step {}; in flight {}; cuts: {}\n", tick_, step_,
+                  net_.in_flight(), net_.DescribeCuts());
+  for (auto& [id, n] : nodes_) {
+    const raft::MemoryStorage& st = *n->storage;
+    raft::HardState hs = st.GetHardState();
+    s += fmt::format(
+        "  member {}: {} disk[hs term={} vote={} commit={}; log "
+        "{}..{}]",
+        id,
+        n->stopped   ? "stopped"
+        : n->alive() ? "up"
+                     : "down",
+        hs.term, hs.vote, hs.commit, st.FirstIndex(), st.LastIndex());
+    if (n->alive()) {
+      s += fmt::format(" {} term={} lead={} applied={} {}",
+                       raft::StateRoleName(n->raw->role()), n->raw->term(),
+                       n->raw->leader(), n->sm.applied, DescribeConf(n->conf));
+    }
+    s += '\n';
+  }
+  return s;
+}
+
+}  // namespace keel::sim

@@ -1,0 +1,251 @@
+// Tests of the deterministic simulator: a CI-sized range of seeds (split in
+// shards so that ctest -j can run them side by side), and self-tests that
+// prove each check can fail.
+//
+// KEEL_SIM_SEEDS overrides the number of seeds (default 2000) and
+// KEEL_SIM_FIRST_SEED the first one (default 1).
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <sstream>
+
+#include "sim/sim_checker.h"
+#include "sim/sim_cluster.h"
+#include "sim/sim_network.h"
+#include "sim/sim_runner.h"
+
+namespace keel::sim {
+namespace {
+
+using raft::Entry;
+using raft::HardState;
+using raft::MemoryStorage;
+
+constexpr int kShards = 4;
+
+uint64_t EnvOr(const char* name, uint64_t def) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? std::strtoull(v, nullptr, 10) : def;
+}
+
+void RunShard(int shard) {
+  uint64_t total = EnvOr("KEEL_SIM_SEEDS", 2000);
+  uint64_t first = EnvOr("KEEL_SIM_FIRST_SEED", 1);
+  uint64_t per = (total + kShards - 1) / kShards;
+  uint64_t lo = first + per * shard;
+  uint64_t hi = std::min(first + total, lo + per);
+  if (lo >= hi) GTEST_SKIP() << "no seeds for this shard";
+  RunnerOptions o;
+  o.first_seed = lo;
+  o.count = hi - lo;
+  o.progress_seconds = 0;
+  std::ostringstream out;
+  RunnerSummary s = RunSeeds(o, out);
+  std::cout << s.Line() << " (seeds " << lo << ".." << hi - 1 << ")\n";
+  EXPECT_EQ(s.failed, 0u) << out.str();
+}
+
+TEST(SimSeeds, Shard0) { RunShard(0); }
+TEST(SimSeeds, Shard1) { RunShard(1); }
+TEST(SimSeeds, Shard2) { RunShard(2); }
+TEST(SimSeeds, Shard3) { RunShard(3); }
+
+TEST(SimRun, SameSeedSameRun) {
+  SimOptions o;
+  o.trace_capacity = 100000;
+  SimResult a = RunSimulation(77, o);
+  SimResult b = RunSimulation(77, o);
+  EXPECT_EQ(a.ok, b.ok);
+  EXPECT_EQ(a.trace, b.trace);
+  EXPECT_EQ(a.stats.messages, b.stats.messages);
+  EXPECT_EQ(a.stats.ticks, b.stats.ticks);
+  // And tracing does not change the run.
+  SimResult c = RunSimulation(77);
+  EXPECT_EQ(a.stats.messages, c.stats.messages);
+  EXPECT_EQ(a.stats.ticks, c.stats.ticks);
+}
+
+TEST(SimRun, SwarmCoversTheParameterSpace) {
+  int sizes[8] = {};
+  int lease = 0, pre_vote = 0, no_faults = 0;
+  for (uint64_t seed = 1; seed <= 500; seed++) {
+    SeededRng rng(seed);
+    SimParams p = DrawParams(seed, &rng);
+    sizes[p.cluster_size]++;
+    lease += p.lease_reads;
+    pre_vote += p.pre_vote;
+    no_faults += p.drop_rate == 0 && p.crash_rate == 0;
+  }
+  EXPECT_GT(sizes[3], 50);
+  EXPECT_GT(sizes[5], 50);
+  EXPECT_GT(sizes[7], 50);
+  EXPECT_GT(lease, 30);
+  EXPECT_GT(pre_vote, 100);
+  EXPECT_GT(no_faults, 10);
+}
+
+// ---- The checks can fail: injected faults in the harness ----
+
+// Runs seeds until one fails; returns its violation (empty if none did).
+std::string FirstViolation(Injection inject, uint64_t seeds) {
+  SimOptions o;
+  o.inject = inject;
+  for (uint64_t seed = 1; seed <= seeds; seed++) {
+    SimResult r = RunSimulation(seed, o);
+    if (!r.ok) return r.failure;
+  }
+  return "";
+}
+
+TEST(SimSelfTest, CatchesDivergentApply) {
+  std::string v = FirstViolation(Injection::kCorruptApply, 20);
+  EXPECT_NE(v.find("state machine safety"), std::string::npos) << v;
+}
+
+TEST(SimSelfTest, CatchesStaleRead) {
+  std::string v = FirstViolation(Injection::kStaleRead, 50);
+  EXPECT_NE(v.find("linearizability"), std::string::npos) << v;
+}
+
+TEST(SimSelfTest, CatchesLostDisk) {
+  std::string v = FirstViolation(Injection::kAmnesia, 300);
+  EXPECT_FALSE(v.empty()) << "a member that forgets its disk went unnoticed";
+}
+
+// ---- The checker on its own ----
+
+Entry E(raft::Index i, raft::Term t, std::string data = "") {
+  return Entry{t, i, raft::EntryType::kNormal, std::move(data)};
+}
+
+TEST(SafetyChecker, TwoLeadersInOneTerm) {
+  SafetyChecker c;
+  c.OnLeader(1, 5);
+  c.OnLeader(1, 5);
+  c.OnLeader(2, 6);
+  EXPECT_TRUE(c.ok());
+  c.OnLeader(3, 5);
+  EXPECT_FALSE(c.ok());
+  EXPECT_NE(c.violation().find("two leaders in term 5"), std::string::npos);
+}
+
+TEST(SafetyChecker, DivergentApply) {
+  SafetyChecker c;
+  uint64_t h = NextStateHash(0, EntryDigest(E(2, 1, "a")));
+  c.OnApplied(1, E(2, 1, "a"), h);
+  c.OnApplied(2, E(2, 1, "a"), h);
+  EXPECT_TRUE(c.ok());
+  c.OnApplied(3, E(2, 1, "b"), NextStateHash(0, EntryDigest(E(2, 1, "b"))));
+  EXPECT_FALSE(c.ok());
+}
+
+TEST(SafetyChecker, StaleRead) {
+  SafetyChecker c;
+  c.OnReadState(1, "r1", 10, 10);
+  EXPECT_TRUE(c.ok());
+  c.OnReadState(1, "r2", 9, 10);
+  EXPECT_FALSE(c.ok());
+  EXPECT_NE(c.violation().find("stale read"), std::string::npos);
+}
+
+TEST(SafetyChecker, VoteChangeAndTermGoingBack) {
+  SafetyChecker a;
+  a.OnHardState(1, HardState{3, 2, 0}, HardState{3, 2, 1});
+  a.OnHardState(1, HardState{3, 2, 1}, HardState{4, 0, 1});
+  EXPECT_TRUE(a.ok());
+  a.OnHardState(1, HardState{4, 1, 1}, HardState{4, 2, 1});
+  EXPECT_FALSE(a.ok());
+  SafetyChecker b;
+  b.OnHardState(1, HardState{4, 1, 1}, HardState{3, 1, 1});
+  EXPECT_FALSE(b.ok());
+}
+
+TEST(SafetyChecker, OverwritingACommittedEntry) {
+  SafetyChecker c;
+  MemoryStorage st;
+  std::vector<Entry> ents = {E(1, 1, "x"), E(2, 1, "y")};
+  c.BeforeAppend(1, st, ents);
+  ASSERT_TRUE(st.Append(ents).ok());
+  c.AfterAppend(1, st, ents);
+  c.OnCommitted(1, E(2, 1, "y"));
+  // Rewriting the same entry is fine; replacing it is not.
+  c.BeforeAppend(1, st, {E(2, 1, "y")});
+  EXPECT_TRUE(c.ok());
+  c.BeforeAppend(1, st, {E(2, 2, "z")});
+  EXPECT_FALSE(c.ok());
+}
+
+TEST(SafetyChecker, LogMatching) {
+  SafetyChecker c;
+  MemoryStorage a, b;
+  std::vector<Entry> ea = {E(1, 1), E(2, 1), E(3, 2, "p")};
+  std::vector<Entry> eb = {E(1, 1), E(2, 1), E(3, 2, "q")};
+  ASSERT_TRUE(a.Append(ea).ok());
+  c.AfterAppend(1, a, ea);
+  ASSERT_TRUE(b.Append(eb).ok());
+  c.AfterAppend(2, b, eb);
+  EXPECT_FALSE(c.ok());
+  EXPECT_NE(c.violation().find("log matching"), std::string::npos);
+
+  // The pairwise check sees the same thing from the logs alone.
+  SafetyChecker full;
+  full.CheckLogs({{1, &a}, {2, &b}});
+  EXPECT_FALSE(full.ok());
+}
+
+TEST(SafetyChecker, LeaderCompleteness) {
+  SafetyChecker c;
+  c.OnCommitted(1, E(1, 1));
+  c.OnCommitted(1, E(2, 1));
+  MemoryStorage complete, short_log, wrong_term;
+  ASSERT_TRUE(complete.Append({E(1, 1), E(2, 1), E(3, 2)}).ok());
+  ASSERT_TRUE(short_log.Append({E(1, 1)}).ok());
+  ASSERT_TRUE(wrong_term.Append({E(1, 1), E(2, 2)}).ok());
+  c.OnNewLeader(1, 2, complete);
+  EXPECT_TRUE(c.ok());
+  SafetyChecker c2 = c;
+  c2.OnNewLeader(2, 3, short_log);
+  EXPECT_FALSE(c2.ok());
+  SafetyChecker c3 = c;
+  c3.OnNewLeader(3, 3, wrong_term);
+  EXPECT_FALSE(c3.ok());
+}
+
+// ---- The network ----
+
+TEST(SimNetwork, FifoLinksKeepOrderAndCutsDrop) {
+  SeededRng rng(1);
+  SimNetwork net(&rng);
+  SimNetwork::Faults f;
+  f.delay_min_steps = 0;
+  f.delay_max_steps = 5;
+  f.fifo = true;
+  net.SetFaults(f);
+  for (uint64_t i = 0; i < 50; i++) {
+    raft::Message m;
+    m.from = 1;
+    m.to = 2;
+    m.index = i;
+    EXPECT_EQ(net.Send(m, 0, i / 5), SimNetwork::SendResult::kQueued);
+  }
+  uint64_t expect = 0;
+  Envelope env;
+  for (uint64_t now = 0; now < 100; now++) {
+    while (net.PopDue(now, &env)) EXPECT_EQ(env.msg.index, expect++);
+  }
+  EXPECT_EQ(expect, 50u);
+  net.Partition({1}, {2, 3});
+  raft::Message m;
+  m.from = 3;
+  m.to = 1;
+  EXPECT_EQ(net.Send(m, 0, 0), SimNetwork::SendResult::kCut);
+  m.from = 2;
+  m.to = 3;
+  EXPECT_EQ(net.Send(m, 0, 0), SimNetwork::SendResult::kQueued);
+  net.HealLinks();
+  EXPECT_FALSE(net.IsCut(1, 2));
+}
+
+}  // namespace
+}  // namespace keel::sim
