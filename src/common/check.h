@@ -29,7 +29,7 @@ class CheckFailure {
 
 // Lets `cond ? (void)0 : Voidify() & CheckFailure(...) << x` type-check.
 struct Voidify {
-  void operator&(CheckFailure&) {}
+  void operator&(const CheckFailure&) {}
 };
 
 }  // namespace keel::internal

@@ -193,6 +193,9 @@ void Raft::HandleAppendResponse(const Message& m, tracker::Progress& pr) {
 void Raft::HandleHeartbeatResponse(const Message& m, tracker::Progress& pr) {
   pr.recent_active = true;
   pr.msg_app_flow_paused = false;
+  if (pr.state == ProgressState::kReplicate && pr.inflights.Full()) {
+    pr.inflights.FreeFirstOne();
+  }
   if (pr.match < log_.LastIndex() || pr.state == ProgressState::kProbe) {
     SendAppend(m.from);
   }

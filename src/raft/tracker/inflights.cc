@@ -19,6 +19,12 @@ void Inflights::FreeLE(Index to) {
   }
 }
 
+void Inflights::FreeFirstOne() {
+  if (buf_.empty()) return;
+  bytes_ -= buf_.front().bytes;
+  buf_.pop_front();
+}
+
 bool Inflights::Full() const {
   return buf_.size() >= max_count_ || (max_bytes_ != 0 && bytes_ >= max_bytes_);
 }

@@ -21,6 +21,9 @@ class Inflights {
   void Add(Index index, uint64_t bytes);
   // Frees every message whose last index is <= to.
   void FreeLE(Index to);
+  // Frees the oldest message: the follower answered a heartbeat, so it is
+  // alive; if the window's messages were lost, this lets replication go on.
+  void FreeFirstOne();
   // No more messages may be sent until some are acknowledged.
   bool Full() const;
   size_t Count() const { return buf_.size(); }

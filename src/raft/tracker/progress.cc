@@ -82,8 +82,9 @@ bool Progress::MaybeDecrTo(Index rejected, Index match_hint) {
 bool Progress::IsPaused() const {
   switch (state) {
     case ProgressState::kProbe:
-    case ProgressState::kReplicate:
       return msg_app_flow_paused;
+    case ProgressState::kReplicate:
+      return inflights.Full();
     case ProgressState::kSnapshot:
       return true;
   }

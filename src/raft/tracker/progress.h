@@ -29,8 +29,8 @@ struct Progress {
   Index pending_snapshot = 0;
   // Heard from recently (reset by CheckQuorum every election timeout).
   bool recent_active = false;
-  // No kApp may be sent until this is cleared (by a response, a heartbeat
-  // response in probe state, or the window freeing up).
+  // Probe state: no kApp may be sent until this is cleared (by a response
+  // or a heartbeat response). Replicate state is paused by a full window.
   bool msg_app_flow_paused = false;
   Inflights inflights;
   bool is_learner = false;
