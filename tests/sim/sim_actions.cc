@@ -113,11 +113,12 @@ void SimCluster::ProcessFaults() {
   for (auto& [id, n] : nodes_) {
     if (n->alive() || n->stopped || !rng_.Chance(p_.restart_rate)) continue;
     if (options_.inject == Injection::kAmnesia) {
-      // A disk that lost everything, yet the member rejoins with its old
-      // identity: what Raft cannot survive, and the checks must notice.
-      Log(fmt::format("INJECT member {} restarts with a wiped disk", id));
+      // A disk that lost its log but kept term and vote (say, the log lived
+      // on a different device): what Raft cannot survive, and what the
+      // checks, not the core, must notice.
+      Log(fmt::format("INJECT member {} restarts with its log wiped", id));
       auto fresh = std::make_unique<raft::MemoryStorage>();
-      auto old = n->storage->GetSnapshot();
+      raft::HardState hs = n->storage->GetHardState();
       if (id <= static_cast<NodeId>(p_.cluster_size)) {
         raft::Snapshot boot;
         boot.metadata.index = 1;
@@ -129,10 +130,13 @@ void SimCluster::ProcessFaults() {
         empty.applied = 1;
         boot.data = empty.Encode();
         KEEL_CHECK(fresh->ApplySnapshot(boot).ok()) << "";
-        fresh->SetHardState({1, raft::kNone, 1});
+        hs.commit = 1;
+      } else {
+        hs.commit = 0;
       }
+      fresh->SetHardState(hs);
       n->storage = std::move(fresh);
-      n->commit_recorded = 1;
+      n->commit_recorded = hs.commit;
     }
     Start(*n);
   }

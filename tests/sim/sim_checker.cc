@@ -116,9 +116,15 @@ void SafetyChecker::BeforeAppend(NodeId id, const raft::MemoryStorage& storage,
     if (i >= slots_.size() || !slots_[i].committed) continue;
     const Slot& s = slots_[i];
     if (i > entries.back().index) {
-      Fail(fmt::format("member {} truncates committed entry {} (term {})", id,
-                       i, s.term));
-      return;
+      // Truncated: a loss only if what goes is the committed entry itself
+      // (a stale entry at a committed index must go).
+      auto old = storage.TermAt(i);
+      if (old.ok() && *old == s.term) {
+        Fail(fmt::format("member {} truncates committed entry {} (term {})", id,
+                         i, s.term));
+        return;
+      }
+      continue;
     }
     const Entry& e = entries[i - entries.front().index];
     if (e.term != s.term || (s.has_digest && EntryDigest(e) != s.digest)) {

@@ -180,6 +180,7 @@ void SimCluster::Crash(SimNode& n, const char* why) {
   n.rng.reset();
   n.sm = SimStateMachine();
   n.conf = ConfState();
+  n.snapshot_lacks_member = false;
   n.waiting_reads.clear();
   n.unreachable_reports.clear();
   n.failed_snapshot_reports.clear();
@@ -296,11 +297,12 @@ bool SimCluster::HandleReady(SimNode& n) {
                     rd.soft_state->lead, n.raw->term()));
   }
   bool leader = n.raw->role() == StateRole::kLeader;
-  if (faults_on_ && p_.crash_in_ready_rate > 0 &&
-      rng_.Chance(p_.crash_in_ready_rate)) {
+  bool early_send = options_.inject == Injection::kEarlySend;
+  double crash_rate = early_send ? 0.05 : p_.crash_in_ready_rate;
+  if (faults_on_ && crash_rate > 0 && rng_.Chance(crash_rate)) {
     switch (rng_.Uniform(3)) {
       case 0:
-        if (leader) {
+        if (leader || early_send) {
           // A leader may send before its own write is durable (thesis
           // §10.2.1); crash after sending, before the write.
           Send(n, rd.messages);
@@ -507,6 +509,10 @@ void SimCluster::OnConfApplied(SimNode& n, const raft::ConfChange& cc) {
       stats_.members_added++;
       Start(NewMember(c.node_id));
     }
+    if (c.type == raft::ConfChangeType::kAddNode ||
+        c.type == raft::ConfChangeType::kAddLearnerNode) {
+      n.snapshot_lacks_member = true;
+    }
   }
   for (NodeId id : removing_) {
     if (!InConf(n.conf, id)) to_stop_.insert(id);
@@ -547,10 +553,14 @@ void SimCluster::ServeReads(SimNode& n) {
 void SimCluster::MaybeSnapshot(SimNode& n) {
   raft::MemoryStorage& st = *n.storage;
   raft::Index snap = st.FirstIndex() - 1;
-  if (n.sm.applied < snap + p_.snapshot_min_gap ||
-      !rng_.Chance(p_.snapshot_rate)) {
+  // A new member is caught up with the leader's latest snapshot, which
+  // must therefore include it (as etcd's bootstrap through log entries
+  // guarantees there); beyond that, snapshot at the swarm's rate.
+  if (!n.snapshot_lacks_member && (n.sm.applied < snap + p_.snapshot_min_gap ||
+                                   !rng_.Chance(p_.snapshot_rate))) {
     return;
   }
+  n.snapshot_lacks_member = false;
   auto s = st.CreateSnapshot(n.sm.applied, &n.conf, n.sm.Encode());
   if (!s.ok()) return;
   raft::Index compact = n.sm.applied > static_cast<raft::Index>(p_.compact_keep)

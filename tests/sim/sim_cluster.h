@@ -41,8 +41,12 @@ enum class Injection {
   // Reads are answered from the local state without ReadIndex
   // (serializable reads presented as linearizable ones).
   kStaleRead,
-  // A restarted member has lost its whole disk but rejoins as if not.
+  // A restarted member has lost its log (keeping term and vote) but rejoins
+  // as if not.
   kAmnesia,
+  // Every member sends a Ready's messages before persisting it, as only a
+  // leader may: a vote can leave and then be forgotten in a crash.
+  kEarlySend,
 };
 
 struct SimOptions {
@@ -115,6 +119,10 @@ struct SimNode {
   SimStateMachine sm;
   raft::ConfState conf;  // as of sm.applied
   Term leader_checked_term = 0;
+  // The disk's snapshot predates a member added since: snapshot again, or
+  // that member could never be caught up (it refuses a snapshot whose
+  // configuration does not include it).
+  bool snapshot_lacks_member = false;
   std::vector<raft::ReadState> waiting_reads;  // until applied >= index
   // Transport reports held until the current Ready is advanced.
   std::vector<NodeId> unreachable_reports;

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <iostream>
 #include <optional>
 
@@ -66,10 +67,11 @@ int main(int argc, char** argv) {
   app.add_option("--trace-tail", tail, "events printed before a failure");
   app.add_option("--progress", progress, "seconds between progress lines");
   app.add_flag("--params", params_only, "print the seed's parameters only");
-  app.add_option("--inject", inject,
-                 "harness self-test: none|corrupt-apply|stale-read|amnesia")
-      ->check(
-          CLI::IsMember({"none", "corrupt-apply", "stale-read", "amnesia"}));
+  app.add_option(
+         "--inject", inject,
+         "harness self-test: none|corrupt-apply|stale-read|amnesia|early-send")
+      ->check(CLI::IsMember(
+          {"none", "corrupt-apply", "stale-read", "amnesia", "early-send"}));
   CLI11_PARSE(app, argc, argv);
 
   keel::sim::RunnerOptions o;
@@ -80,6 +82,7 @@ int main(int argc, char** argv) {
   if (inject == "corrupt-apply") o.inject = keel::sim::Injection::kCorruptApply;
   if (inject == "stale-read") o.inject = keel::sim::Injection::kStaleRead;
   if (inject == "amnesia") o.inject = keel::sim::Injection::kAmnesia;
+  if (inject == "early-send") o.inject = keel::sim::Injection::kEarlySend;
   if (seed) {
     o.first_seed = *seed;
     o.count = 1;
@@ -127,9 +130,11 @@ int main(int argc, char** argv) {
   PrintTotals(s);
   std::cout << s.Line() << "\n";
   if (s.failed > 0) {
+    std::vector<uint64_t> sorted = s.failed_seeds;
+    std::sort(sorted.begin(), sorted.end());
     std::string list;
-    for (size_t i = 0; i < s.failed_seeds.size() && i < 50; i++) {
-      list += fmt::format("{} ", s.failed_seeds[i]);
+    for (size_t i = 0; i < sorted.size() && i < 50; i++) {
+      list += fmt::format("{} ", sorted[i]);
     }
     std::cout << "sim: failed seeds: " << list << "\n";
   }

@@ -104,7 +104,10 @@ std::string ResultLine(const SimResult& r) {
                               r.params.lease_reads ? 1 : 0);
   SimStats st = r.stats;
   for (uint64_t* f : Fields(&st)) s += fmt::format(" {}", *f);
-  return s + "\n";
+  // The violation last, after a tab; it is one line.
+  std::string v = r.failure;
+  std::replace(v.begin(), v.end(), '\n', ' ');
+  return s + "\t" + v + "\n";
 }
 
 class Progress {
@@ -141,6 +144,7 @@ void Record(const SimResult& r, RunnerSummary* s) {
   } else {
     s->failed++;
     s->failed_seeds.push_back(r.seed);
+    s->violations.push_back(r.failure);
   }
   if (r.params.lease_reads) s->lease_read_seeds++;
   Accumulate(&s->totals, r.stats);
@@ -237,8 +241,10 @@ RunnerSummary RunForked(const RunnerOptions& o, std::ostream& out) {
         w.buffer.append(buf, static_cast<size_t>(got));
         size_t nl;
         while ((nl = w.buffer.find('\n')) != std::string::npos) {
-          std::istringstream line(w.buffer.substr(0, nl));
+          std::string text = w.buffer.substr(0, nl);
           w.buffer.erase(0, nl + 1);
+          size_t tab = text.find('\t');
+          std::istringstream line(text.substr(0, tab));
           char kind;
           SimResult r;
           int lease;
@@ -246,6 +252,7 @@ RunnerSummary RunForked(const RunnerOptions& o, std::ostream& out) {
           r.ok = kind == 'P';
           r.params.lease_reads = lease != 0;
           for (uint64_t* f : Fields(&r.stats)) line >> *f;
+          if (tab != std::string::npos) r.failure = text.substr(tab + 1);
           Record(r, &s);
           w.next += stride;
         }
@@ -267,6 +274,7 @@ RunnerSummary RunForked(const RunnerOptions& o, std::ostream& out) {
             seed, status, o.replay_command, seed);
         s.failed++;
         s.failed_seeds.push_back(seed);
+        s.violations.push_back("crashed");
         crashed.push_back(seed);
         w.next += stride;
       }
@@ -286,7 +294,6 @@ RunnerSummary RunForked(const RunnerOptions& o, std::ostream& out) {
     }
     ReportFailure(seed, o, out);
   }
-  std::sort(s.failed_seeds.begin(), s.failed_seeds.end());
   s.seconds = progress.Elapsed();
   return s;
 }

@@ -37,6 +37,9 @@ struct RunnerSummary {
   uint64_t passed = 0;
   uint64_t failed = 0;
   std::vector<uint64_t> failed_seeds;
+  // The violation of each failed seed, in the same order ("crashed" if the
+  // process died, e.g. on a KEEL_CHECK in the core).
+  std::vector<std::string> violations;
   double seconds = 0;
   // Totals over the passing and failing seeds that reported, to show what
   // the swarm exercised.
