@@ -16,30 +16,25 @@ void LimitSize(std::vector<Entry>* entries, uint64_t max_size) {
 MemoryStorage::MemoryStorage() : ents_(1) {}
 
 Status MemoryStorage::InitialState(HardState* hs, ConfState* cs) const {
-  std::lock_guard lock(mu_);
   *hs = hard_state_;
   *cs = snapshot_.metadata.conf_state;
   return Status::OK();
 }
 
 void MemoryStorage::SetHardState(const HardState& hs) {
-  std::lock_guard lock(mu_);
   hard_state_ = hs;
 }
 
 HardState MemoryStorage::GetHardState() const {
-  std::lock_guard lock(mu_);
   return hard_state_;
 }
 
 void MemoryStorage::SetConfState(const ConfState& cs) {
-  std::lock_guard lock(mu_);
   snapshot_.metadata.conf_state = cs;
 }
 
 Result<std::vector<Entry>> MemoryStorage::Entries(Index lo, Index hi,
                                                   uint64_t max_size) const {
-  std::lock_guard lock(mu_);
   Index offset = ents_[0].index;
   if (lo <= offset) return Status::Compacted();
   if (hi > LastIndexLocked() + 1) {
@@ -58,7 +53,6 @@ Result<std::vector<Entry>> MemoryStorage::Entries(Index lo, Index hi,
 }
 
 Result<Term> MemoryStorage::TermAt(Index i) const {
-  std::lock_guard lock(mu_);
   Index offset = ents_[0].index;
   if (i < offset) return Status::Compacted();
   if (i - offset >= ents_.size()) {
@@ -68,22 +62,18 @@ Result<Term> MemoryStorage::TermAt(Index i) const {
 }
 
 Index MemoryStorage::FirstIndex() const {
-  std::lock_guard lock(mu_);
   return FirstIndexLocked();
 }
 
 Index MemoryStorage::LastIndex() const {
-  std::lock_guard lock(mu_);
   return LastIndexLocked();
 }
 
 Result<Snapshot> MemoryStorage::GetSnapshot() const {
-  std::lock_guard lock(mu_);
   return snapshot_;
 }
 
 Status MemoryStorage::ApplySnapshot(Snapshot snap) {
-  std::lock_guard lock(mu_);
   if (snapshot_.metadata.index >= snap.metadata.index) {
     return Status::SnapshotOutOfDate();
   }
@@ -96,7 +86,6 @@ Status MemoryStorage::ApplySnapshot(Snapshot snap) {
 
 Result<Snapshot> MemoryStorage::CreateSnapshot(Index i, const ConfState* cs,
                                                std::string data) {
-  std::lock_guard lock(mu_);
   if (i <= snapshot_.metadata.index) return Status::SnapshotOutOfDate();
   Index offset = ents_[0].index;
   KEEL_CHECK_LE(i, LastIndexLocked()) << "snapshot beyond last index";
@@ -108,7 +97,6 @@ Result<Snapshot> MemoryStorage::CreateSnapshot(Index i, const ConfState* cs,
 }
 
 Status MemoryStorage::Compact(Index compact_index) {
-  std::lock_guard lock(mu_);
   Index offset = ents_[0].index;
   if (compact_index <= offset) return Status::Compacted();
   KEEL_CHECK_LE(compact_index, LastIndexLocked()) << "compact beyond last";
@@ -123,7 +111,6 @@ Status MemoryStorage::Compact(Index compact_index) {
 
 Status MemoryStorage::Append(const std::vector<Entry>& entries) {
   if (entries.empty()) return Status::OK();
-  std::lock_guard lock(mu_);
   Index first = FirstIndexLocked();
   Index last = entries.back().index;
   if (last < first) return Status::OK();  // all already compacted

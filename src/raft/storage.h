@@ -9,12 +9,11 @@
 // term is known (the snapshot's index and term, or 0/0 for an empty log),
 // followed by entries FirstIndex()..LastIndex().
 //
-// Thread safety: MemoryStorage guards its state with a mutex, so the
-// application may append from one thread while the core reads from another.
+// Thread safety: MemoryStorage has none (the core's folder uses no threads);
+// its owner serializes access, as the simulator and tests do.
 #pragma once
 
 #include <cstdint>
-#include <mutex>
 #include <vector>
 
 #include "common/status.h"
@@ -78,12 +77,11 @@ class MemoryStorage final : public Storage {
   Index FirstIndexLocked() const { return ents_[0].index + 1; }
   Index LastIndexLocked() const { return ents_[0].index + ents_.size() - 1; }
 
-  mutable std::mutex mu_;
-  HardState hard_state_;           // guarded by mu_
-  Snapshot snapshot_;              // guarded by mu_
+  HardState hard_state_;
+  Snapshot snapshot_;
   // ents_[0] is the dummy entry (index/term of the last compacted entry).
   // Invariant: ents_ is never empty and indexes are consecutive.
-  std::vector<Entry> ents_;        // guarded by mu_
+  std::vector<Entry> ents_;
 };
 
 }  // namespace keel::raft
