@@ -396,6 +396,25 @@ NodeId Network::TickUntilLeader(int max_rounds, std::vector<NodeId> among) {
   return Leader(among);
 }
 
+NodeId Network::TickUntilAgreedLeader(int max_rounds,
+                                      std::vector<NodeId> among) {
+  if (among.empty()) among = ids();
+  auto agreed = [&]() -> NodeId {
+    NodeId l = Leader(among);
+    if (l == kNone) return kNone;
+    for (NodeId id : among) {
+      const RawNode& n = *peer(id).node;
+      if (n.leader() != l || n.term() != peer(l).node->term()) return kNone;
+    }
+    return l;
+  };
+  for (int r = 0; r < max_rounds; r++) {
+    if (NodeId l = agreed(); l != kNone) return l;
+    TickAll(1);
+  }
+  return agreed();
+}
+
 NodeId Network::Leader(const std::vector<NodeId>& among) const {
   NodeId best = kNone;
   Term best_term = 0;
@@ -483,6 +502,15 @@ std::string Network::SeedInfo() const {
   for (const auto& [id, p] : peers_) os << " " << id << "=" << p->seed;
   os << " net=" << seed_;
   return os.str();
+}
+
+void Network::CompactLog(NodeId id, std::string data) {
+  Peer& p = peer(id);
+  auto snap =
+      p.storage->CreateSnapshot(p.applied, &p.conf_state, std::move(data));
+  ASSERT_TRUE(snap.ok()) << snap.status().ToString();
+  Status st = p.storage->Compact(p.applied);
+  ASSERT_TRUE(st.ok()) << st.ToString();
 }
 
 void Network::ExpectLogsMatch(NodeId id) const {

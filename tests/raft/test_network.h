@@ -164,6 +164,11 @@ class Network {
   // pass. Returns the leader or kNone.
   NodeId TickUntilLeader(int max_rounds, std::vector<NodeId> among = {});
 
+  // Ticks all members until one of `among` (default: all) leads and every
+  // member of `among` follows it in its term, or `max_rounds` pass. (A
+  // stale leader that others no longer follow does not count.)
+  NodeId TickUntilAgreedLeader(int max_rounds, std::vector<NodeId> among = {});
+
   // Among `among` (default: every member), the one leading with the highest
   // term, or kNone. (An isolated old leader may still think it leads.)
   NodeId Leader(const std::vector<NodeId>& among = {}) const;
@@ -198,6 +203,12 @@ class Network {
 
   // "seeds: 1=..., 2=..., net=..." for failure messages.
   std::string SeedInfo() const;
+
+  // The application of `id` snapshots its state at its applied index, with
+  // its current ConfState, and discards the log up to there — as a server
+  // does periodically. (A member added later can only be caught up by a
+  // snapshot whose ConfState includes it.)
+  void CompactLog(NodeId id, std::string data);
 
   // Fails the test unless every member's stored log equals `id`'s.
   void ExpectLogsMatch(NodeId id) const;
