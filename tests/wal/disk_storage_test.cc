@@ -3,6 +3,10 @@
 #include "wal/disk_storage.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
 
 #include "common/rng.h"
 #include "test_util.h"
@@ -289,6 +293,35 @@ TEST(DiskStorageTest, SnapshotFileFormatDetectsDamage) {
   }
   EXPECT_TRUE(SnapshotStore::Decode("f", bytes.substr(0, 100), &got)
                   .IsCorruption());
+}
+
+// The same code on a real directory (under the current one, not /tmp).
+// KEEL_WAL_TEST_KEEP=1 leaves it behind, e.g. to try keel-wal on it.
+TEST(DiskStorageTest, PosixRoundTrip) {
+  std::string dir = std::filesystem::current_path().string() +
+                    "/wal_posix_test." + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  auto o = Options(/*cache_bytes=*/500);
+  o.dir = dir;
+  o.background_writer = true;
+  {
+    auto s = OpenOrDie(Env::Posix(), o);
+    ASSERT_NE(s, nullptr);
+    ASSERT_TRUE(s->Append(MakeEntries(1, 100, 1, 200)).ok());
+    ASSERT_TRUE(s->SetHardState({1, 2, 80}).ok());
+    ASSERT_TRUE(s->CreateSnapshot(50, nullptr, "state@50").ok());
+  }
+  auto s = OpenOrDie(Env::Posix(), o);
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->FirstIndex(), 51u);
+  EXPECT_EQ(s->LastIndex(), 99u);
+  EXPECT_EQ(*s->Entries(51, 100, UINT64_MAX), MakeEntries(51, 100, 1, 200));
+  EXPECT_EQ(s->GetHardState(), (HardState{1, 2, 80}));
+  s.reset();
+  const char* keep = std::getenv("KEEL_WAL_TEST_KEEP");
+  if (keep == nullptr || std::string(keep) != "1") {
+    std::filesystem::remove_all(dir);
+  }
 }
 
 }  // namespace
