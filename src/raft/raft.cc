@@ -31,6 +31,10 @@ Raft::Raft(const Config& c)
                             << restored.status().ToString();
   SwitchToConfig(restored->config, restored->progress);
   if (!hs.IsEmpty()) LoadState(hs);
+  // A member that has been in a term after the bootstrap term (1) may have
+  // acknowledged some leader's heartbeat before it went down.
+  restart_vote_guard_ =
+      read_only_option_ == ReadOnlyOption::kLeaseBased && hs.term > 1;
   if (c.applied > 0) log_.AppliedTo(c.applied);
   BecomeFollower(term_, kNone);
 }
@@ -129,6 +133,8 @@ void Raft::BecomeLeader() {
   Reset(term_);
   lead_ = id_;
   state_ = StateRole::kLeader;
+  leader_ticks_ = 1;
+  lease_floor_ = 0;
   auto& self = trk_.progress.at(id_);
   self.BecomeReplicate();
   self.recent_active = true;
@@ -214,7 +220,9 @@ Status Raft::Step(Message m) {
   } else if (m.term > term_) {
     if (m.type == MessageType::kVote || m.type == MessageType::kPreVote) {
       bool force = m.context == kCampaignTransfer;
-      bool in_lease = check_quorum_ && lead_ != kNone &&
+      bool restarting = restart_vote_guard_ &&
+                        ticks_since_start_ < election_timeout_;
+      bool in_lease = check_quorum_ && (lead_ != kNone || restarting) &&
                       election_elapsed_ < election_timeout_;
       // While we hear from a leader, a vote request is from a member that
       // is cut off or rejoining: ignore it so it cannot depose the leader.
@@ -307,6 +315,7 @@ void Raft::HandleVoteRequest(const Message& m) {
 // ---- ticks ----
 
 void Raft::Tick() {
+  if (ticks_since_start_ < election_timeout_) ticks_since_start_++;
   if (state_ == StateRole::kLeader) {
     TickHeartbeat();
   } else {
@@ -326,6 +335,7 @@ void Raft::TickElection() {
 }
 
 void Raft::TickHeartbeat() {
+  leader_ticks_++;
   heartbeat_elapsed_++;
   election_elapsed_++;
   if (election_elapsed_ >= election_timeout_) {
@@ -342,6 +352,7 @@ void Raft::TickHeartbeat() {
     }
   }
   if (state_ != StateRole::kLeader) return;
+  MaybeAutoLeaveJoint();
   if (heartbeat_elapsed_ >= heartbeat_timeout_) {
     heartbeat_elapsed_ = 0;
     Message m;
@@ -374,18 +385,24 @@ void Raft::OnApplied(Index index, uint64_t applied_payload_bytes) {
   Index new_applied = std::max(index, log_.applied());
   log_.AppliedTo(new_applied);
   ReduceUncommittedSize(applied_payload_bytes);
-  if (trk_.config.auto_leave && new_applied >= pending_conf_index_ &&
-      state_ == StateRole::kLeader) {
-    // The joint configuration is committed and applied: leave it.
-    Message m;
-    m.type = MessageType::kProp;
-    m.from = id_;
-    Entry e;
-    e.type = EntryType::kConfChange;
-    EncodeConfChange(ConfChange{}, &e.data);
-    m.entries.push_back(std::move(e));
-    Step(std::move(m));  // refusal is fine: we try again on the next apply
+  MaybeAutoLeaveJoint();
+}
+
+void Raft::MaybeAutoLeaveJoint() {
+  if (!trk_.config.auto_leave || state_ != StateRole::kLeader ||
+      log_.applied() < pending_conf_index_ || lead_transferee_ != kNone) {
+    return;
   }
+  // The joint configuration is committed and applied: leave it. If this is
+  // refused, the next apply or heartbeat tick tries again.
+  Message m;
+  m.type = MessageType::kProp;
+  m.from = id_;
+  Entry e;
+  e.type = EntryType::kConfChange;
+  EncodeConfChange(ConfChange{}, &e.data);
+  m.entries.push_back(std::move(e));
+  Step(std::move(m));
 }
 
 // ---- configuration ----

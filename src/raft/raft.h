@@ -110,6 +110,9 @@ class Raft {
   void SendTimeoutNow(NodeId to);
   void AbortLeaderTransfer() { lead_transferee_ = kNone; }
   bool CommittedEntryInCurrentTerm() const;
+  // Lease-based reads: does our leader lease hold right now?
+  bool LeaseValid() const;
+  void MaybeAutoLeaveJoint();
   void HandleReadIndex(Message m);
   void ReleasePendingReadIndexMessages();
   void StartReadRoundIfIdle();
@@ -164,6 +167,17 @@ class Raft {
   int heartbeat_elapsed_ = 0;
   // Invariant: election_timeout_ <= randomized < 2 * election_timeout_.
   int randomized_election_timeout_ = 0;
+  // Ticks since this member started (saturates at election_timeout_). With
+  // lease reads, a restarted member grants no vote for its first election
+  // timeout: it may have acknowledged a leader's heartbeat just before it
+  // went down, and that leader's lease counts on it.
+  int ticks_since_start_ = 0;
+  bool restart_vote_guard_ = false;
+  // Leader only: ticks since it became leader, plus one (the lease clock).
+  uint64_t leader_ticks_ = 0;
+  // Leader only: heartbeats sent at or before this tick no longer renew the
+  // lease (set when we hand leadership over with TimeoutNow).
+  uint64_t lease_floor_ = 0;
 };
 
 }  // namespace keel::raft

@@ -133,6 +133,7 @@ void Raft::HandleHeartbeat(const Message& m) {
   resp.type = MessageType::kHeartbeatResp;
   resp.to = m.from;
   resp.context = m.context;
+  resp.index = m.index;  // the leader's send tick, for its lease
   Send(std::move(resp));
 }
 

@@ -193,6 +193,9 @@ void Raft::HandleAppendResponse(const Message& m, tracker::Progress& pr) {
 void Raft::HandleHeartbeatResponse(const Message& m, tracker::Progress& pr) {
   pr.recent_active = true;
   pr.msg_app_flow_paused = false;
+  if (m.index > lease_floor_) {
+    pr.heartbeat_ack_tick = std::max(pr.heartbeat_ack_tick, m.index);
+  }
   if (pr.state == ProgressState::kReplicate && pr.inflights.Full()) {
     pr.inflights.FreeFirstOne();
   }
@@ -284,6 +287,9 @@ void Raft::SendHeartbeat(NodeId to, const std::string& ctx) {
   m.to = to;
   m.commit = std::min(trk_.progress.at(to).match, log_.committed());
   m.context = ctx;
+  // The send time, echoed back: an acknowledgement renews the leader lease
+  // from the moment the heartbeat left, not from when the answer arrived.
+  m.index = leader_ticks_;
   Send(std::move(m));
 }
 
@@ -304,10 +310,37 @@ void Raft::BcastHeartbeatWithCtx(const std::string& ctx) {
 }
 
 void Raft::SendTimeoutNow(NodeId to) {
+  // The transferee will campaign at once and voters will disregard our
+  // lease for it: the lease ends here.
+  lease_floor_ = leader_ticks_;
+  for (auto& [id, pr] : trk_.progress) pr.heartbeat_ack_tick = 0;
   Message m;
   m.type = MessageType::kTimeoutNow;
   m.to = to;
   Send(std::move(m));
+}
+
+bool Raft::LeaseValid() const {
+  // A voter that acknowledged a heartbeat sent at tick t refuses to vote
+  // for anyone else until a full election timeout after it received it
+  // (CheckQuorum's in-lease rule, and a restarted member waits one timeout
+  // before voting). So no other leader can be elected before
+  // t + election_timeout, where t is the send tick of the newest heartbeat
+  // acknowledged by a quorum. Two ticks of margin absorb tick phase and
+  // rate differences between members; the lease assumes clocks advance at
+  // the same rate within that margin.
+  constexpr uint64_t kLeaseMarginTicks = 2;
+  if (lead_transferee_ != kNone) return false;
+  Index start = trk_.config.voters.CommittedIndex(
+      [this](NodeId id) -> std::optional<Index> {
+        if (id == id_) return leader_ticks_;
+        auto it = trk_.progress.find(id);
+        if (it == trk_.progress.end()) return std::nullopt;
+        return it->second.heartbeat_ack_tick;
+      });
+  return start > lease_floor_ &&
+         leader_ticks_ + kLeaseMarginTicks <
+             start + static_cast<uint64_t>(election_timeout_);
 }
 
 bool Raft::CommittedEntryInCurrentTerm() const {
@@ -325,12 +358,11 @@ void Raft::HandleReadIndex(Message m) {
     RespondToReadIndex(m, log_.committed());
     return;
   }
-  if (read_only_option_ == ReadOnlyOption::kLeaseBased) {
-    // CheckQuorum keeps the lease: no other leader can exist before our
-    // election timeout passes without hearing from a quorum.
+  if (read_only_option_ == ReadOnlyOption::kLeaseBased && LeaseValid()) {
     RespondToReadIndex(m, log_.committed());
     return;
   }
+  // Safe ReadIndex (also the fallback when the lease does not hold).
   std::string ctx = m.context;
   if (ctx.empty()) return;  // cannot be matched to an acknowledgement
   if (!read_only_.AddRequest(log_.committed(), std::move(m))) return;

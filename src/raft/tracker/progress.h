@@ -34,6 +34,9 @@ struct Progress {
   bool msg_app_flow_paused = false;
   Inflights inflights;
   bool is_learner = false;
+  // Leader lease: the leader's tick at which the newest heartbeat this
+  // follower acknowledged was sent (0 = none this term).
+  uint64_t heartbeat_ack_tick = 0;
 
   void BecomeProbe();
   void BecomeReplicate();
