@@ -50,7 +50,9 @@ bool InConf(const ConfState& cs, NodeId id) {
 // ---- State machine ----
 
 std::string SimStateMachine::Encode() const {
-  std::string out = fmt::format("{} {}\n", applied, hash);
+  std::string out = fmt::format("{} {} {}", applied, hash, removed.size());
+  for (NodeId id : removed) out += fmt::format(" {}", id);
+  out += '\n';
   for (const auto& [k, v] : kv) out += k + "=" + v + "\n";
   return out;
 }
@@ -60,7 +62,13 @@ bool SimStateMachine::Decode(const std::string& data, SimStateMachine* out) {
   if (data.empty()) return true;  // a member that never had a snapshot
   std::istringstream in(data);
   std::string line;
-  if (!(in >> out->applied >> out->hash)) return false;
+  size_t n_removed;
+  if (!(in >> out->applied >> out->hash >> n_removed)) return false;
+  for (size_t i = 0; i < n_removed; i++) {
+    NodeId id;
+    if (!(in >> id)) return false;
+    out->removed.insert(id);
+  }
   std::getline(in, line);
   while (std::getline(in, line)) {
     size_t eq = line.find('=');
@@ -431,7 +439,9 @@ void SimCluster::InstallSnapshot(SimNode& n, const raft::Snapshot& snap) {
                     md.index, DescribeConf(n.conf)));
   }
   checker_.OnSnapshot(n.id, md.index, md.term, n.sm.hash);
-  for (NodeId id : removing_) {
+  // A removed member stops once it is out of every configuration (it may
+  // still be in the outgoing half of a joint one).
+  for (NodeId id : n.sm.removed) {
     if (!InConf(n.conf, id)) to_stop_.insert(id);
   }
   max_applied_ = std::max(max_applied_, n.sm.applied);
@@ -474,8 +484,36 @@ void SimCluster::ApplyEntry(SimNode& n, const Entry& e) {
                                 n.id, e.index));
       return;
     }
-    n.conf = n.raw->ApplyConfChange(cc);
-    OnConfApplied(n, cc);
+    // As etcd's membership layer does, refuse changes that name a removed
+    // member (ids are never reused): a removal and a late demotion of the
+    // same member may both commit. The decision depends only on this
+    // member's applied log, so every member decides alike.
+    raft::ConfChange valid = cc;
+    valid.changes.clear();
+    for (const raft::ConfChangeSingle& c : cc.changes) {
+      if (!n.sm.removed.count(c.node_id)) valid.changes.push_back(c);
+    }
+    if (!cc.changes.empty() && valid.changes.empty()) {
+      if (tracing()) {
+        Log(
+            fmt::format("member {} skips conf change at {}: names removed "
+                        "members only",
+                        n.id, e.index));
+      }
+      return;
+    }
+    n.conf = n.raw->ApplyConfChange(valid);
+    for (const raft::ConfChangeSingle& c : valid.changes) {
+      const ConfState& cs = n.conf;
+      auto in = [&](const std::vector<NodeId>& v) {
+        return std::find(v.begin(), v.end(), c.node_id) != v.end();
+      };
+      if (c.type == raft::ConfChangeType::kRemoveNode && !in(cs.voters) &&
+          !in(cs.learners) && !in(cs.learners_next)) {
+        n.sm.removed.insert(c.node_id);
+      }
+    }
+    OnConfApplied(n, valid);
     return;
   }
   // Writes look like "w<id>:<key>"; the key's value becomes the write id.
@@ -500,10 +538,9 @@ void SimCluster::OnConfApplied(SimNode& n, const raft::ConfChange& cc) {
   }
   if (n.raw->role() == StateRole::kLeader) stats_.conf_changes_applied++;
   for (const raft::ConfChangeSingle& c : cc.changes) {
-    if (c.type == raft::ConfChangeType::kRemoveNode) {
-      removing_.insert(c.node_id);
-    } else if (c.type != raft::ConfChangeType::kUpdateNode &&
-               !nodes_.count(c.node_id)) {
+    if (c.type != raft::ConfChangeType::kRemoveNode &&
+        c.type != raft::ConfChangeType::kUpdateNode &&
+        !nodes_.count(c.node_id)) {
       // The operator starts the new member once the change is committed,
       // with an empty disk; the leader catches it up by snapshot.
       stats_.members_added++;
@@ -514,7 +551,9 @@ void SimCluster::OnConfApplied(SimNode& n, const raft::ConfChange& cc) {
       n.snapshot_lacks_member = true;
     }
   }
-  for (NodeId id : removing_) {
+  // A removed member stops once it is out of every configuration (it may
+  // still be in the outgoing half of a joint one).
+  for (NodeId id : n.sm.removed) {
     if (!InConf(n.conf, id)) to_stop_.insert(id);
   }
 }

@@ -94,12 +94,14 @@ struct SimResult {
 SimResult RunSimulation(uint64_t seed, const SimOptions& options = {});
 
 // The state machine the simulated members replicate: a small key-value map
-// plus the index and a hash of everything applied, which makes "same state"
-// a cheap comparison.
+// and the membership tombstones, plus the index and a hash of everything
+// applied, which makes "same state" a cheap comparison.
 struct SimStateMachine {
   raft::Index applied = 0;
   uint64_t hash = 0;
   std::map<std::string, std::string> kv;
+  // Members removed from the cluster: their ids are never reused.
+  std::set<NodeId> removed;
 
   std::string Encode() const;
   static bool Decode(const std::string& data, SimStateMachine* out);
@@ -212,7 +214,6 @@ class SimCluster {
   SimStats stats_;
 
   std::map<NodeId, std::unique_ptr<SimNode>> nodes_;
-  std::set<NodeId> removing_;  // a removal of the id was applied somewhere
   std::set<NodeId> to_stop_;
   NodeId next_id_ = 1;
   uint64_t step_ = 0;
