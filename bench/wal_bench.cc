@@ -92,8 +92,9 @@ Result WalAppends(const std::string& dir, int appenders, double seconds,
   keel::wal::WalOptions o;
   o.dir = dir;
   o.background_writer = true;
-  auto wal = keel::wal::Wal::Open(keel::wal::Env::Posix(), o,
-                                  [](const auto&) { return keel::Status::OK(); });
+  auto wal = keel::wal::Wal::Open(keel::wal::Env::Posix(), o, [](const auto&) {
+    return keel::Status::OK();
+  });
   if (!wal.ok()) {
     std::fprintf(stderr, "open: %s\n", wal.status().ToString().c_str());
     std::exit(1);
@@ -110,8 +111,8 @@ Result WalAppends(const std::string& dir, int appenders, double seconds,
       while (!go.load()) std::this_thread::yield();
       while (Clock::now() < end) {
         keel::wal::WalBatch b;
-        b.AddEntry({1, next_index.fetch_add(1), keel::raft::EntryType::kNormal,
-                    data});
+        b.AddEntry(
+            {1, next_index.fetch_add(1), keel::raft::EntryType::kNormal, data});
         auto t0 = Clock::now();
         auto lsn = w->Submit(std::move(b), nullptr);
         if (!lsn.ok() || !w->WaitDurable(*lsn).ok()) {
@@ -165,20 +166,25 @@ int main(int argc, char** argv) {
   size_t payload = 256;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
-    if (a.rfind("--dir=", 0) == 0) dir = a.substr(6);
-    else if (a.rfind("--seconds=", 0) == 0) seconds = std::stod(a.substr(10));
-    else if (a.rfind("--payload=", 0) == 0) payload = std::stoul(a.substr(10));
+    if (a.rfind("--dir=", 0) == 0)
+      dir = a.substr(6);
+    else if (a.rfind("--seconds=", 0) == 0)
+      seconds = std::stod(a.substr(10));
+    else if (a.rfind("--payload=", 0) == 0)
+      payload = std::stoul(a.substr(10));
     else {
       std::fprintf(stderr, "usage: %s [--dir=D] [--seconds=S] [--payload=B]\n",
                    argv[0]);
       return 2;
     }
   }
-  if (dir.empty()) dir = std::filesystem::current_path().string() + "/wal_bench_data";
+  if (dir.empty())
+    dir = std::filesystem::current_path().string() + "/wal_bench_data";
   std::filesystem::create_directories(dir);
-  std::printf("directory: %s\nfile system: %s\npayload: %zu bytes, %.1f s per "
-              "run, fdatasync on every durable append\n\n",
-              dir.c_str(), FsType(dir).c_str(), payload, seconds);
+  std::printf(
+      "directory: %s\nfile system: %s\npayload: %zu bytes, %.1f s per "
+      "run, fdatasync on every durable append\n\n",
+      dir.c_str(), FsType(dir).c_str(), payload, seconds);
 
   Result raw = RawWriteFdatasync(dir, seconds, payload);
   std::printf("%-28s %12s %10s %10s\n", "", "per second", "p50 us", "p99 us");

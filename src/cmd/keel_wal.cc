@@ -26,7 +26,7 @@ constexpr int kOk = 0, kCorrupt = 1, kTorn = 2, kError = 3, kUnconfirmed = 4;
 
 struct Layout {
   std::string wal_dir;
-  std::string snap_dir;  // empty if none
+  std::string snap_dir;               // empty if none
   std::vector<std::string> segments;  // paths, by sequence number
 };
 
@@ -89,13 +89,12 @@ int ScanAll(Env* env, const Layout& layout, bool print, Problem* problem) {
       std::string text = DescribeRecord(type, payload);
       if (text.find("<undecodable>") != std::string::npos) {
         bad_offset = off;
-        return Status::Corruption("undecodable " +
-                                  std::string(RecordTypeName(type)) +
-                                  " record");
+        return Status::Corruption(
+            "undecodable " + std::string(RecordTypeName(type)) + " record");
       }
-      if (print) std::printf("%10llu  %s\n",
-                             static_cast<unsigned long long>(off),
-                             text.c_str());
+      if (print)
+        std::printf("%10llu  %s\n", static_cast<unsigned long long>(off),
+                    text.c_str());
       return Status::OK();
     };
     SegmentScan scan = ScanSegment(data, last, visit, &undecodable);
@@ -134,11 +133,11 @@ int CheckSnapshots(Env* env, const Layout& layout, bool print) {
       std::printf("CORRUPT %s\n", snap.status().message().c_str());
       rc = kCorrupt;
     } else if (print) {
-      std::printf("snapshot %s: index=%llu term=%llu voters=%zu data=%zu bytes\n",
-                  f.path.c_str(),
-                  static_cast<unsigned long long>(f.index),
-                  static_cast<unsigned long long>(f.term),
-                  snap->metadata.conf_state.voters.size(), snap->data.size());
+      std::printf(
+          "snapshot %s: index=%llu term=%llu voters=%zu data=%zu bytes\n",
+          f.path.c_str(), static_cast<unsigned long long>(f.index),
+          static_cast<unsigned long long>(f.term),
+          snap->metadata.conf_state.voters.size(), snap->data.size());
     }
   }
   return rc;
@@ -191,8 +190,7 @@ int Repair(const std::string& dir, bool yes) {
   auto size = env->FileSize(p.path);
   if (!size.ok()) return Fail(size.status());
   std::printf("would cut %s at offset %llu, dropping %llu byte(s) after it\n",
-              p.path.c_str(),
-              static_cast<unsigned long long>(p.scan.valid_end),
+              p.path.c_str(), static_cast<unsigned long long>(p.scan.valid_end),
               static_cast<unsigned long long>(*size - p.scan.valid_end));
   if (!yes) {
     std::printf("re-run with --yes to do it\n");

@@ -64,8 +64,8 @@ uint32_t ExtendPortable(uint32_t crc, const char* data, size_t n) {
 // Compiled for SSE4.2 on its own, so the rest of the program keeps the
 // baseline instruction set; only reached after the cpuid check.
 __attribute__((target("sse4.2"))) uint32_t ExtendHardware(uint32_t crc,
-                                                         const char* data,
-                                                         size_t n) {
+                                                          const char* data,
+                                                          size_t n) {
   const auto* p = reinterpret_cast<const unsigned char*>(data);
   uint64_t c = ~crc;
   while (n > 0 && (reinterpret_cast<uintptr_t>(p) & 7) != 0) {

@@ -20,7 +20,9 @@ namespace keel::crc32c {
 // The CRC32C of data appended to a buffer whose CRC32C is `crc`.
 uint32_t Extend(uint32_t crc, const char* data, size_t n);
 inline uint32_t Value(const char* data, size_t n) { return Extend(0, data, n); }
-inline uint32_t Value(std::string_view s) { return Extend(0, s.data(), s.size()); }
+inline uint32_t Value(std::string_view s) {
+  return Extend(0, s.data(), s.size());
+}
 
 // The two implementations behind Extend(), for tests and benchmarks.
 uint32_t ExtendPortable(uint32_t crc, const char* data, size_t n);

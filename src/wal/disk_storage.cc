@@ -94,10 +94,10 @@ Status DiskStorage::Recover() {
        options_.metadata.member_id != m.member_id) ||
       (options_.metadata.cluster_id != 0 &&
        options_.metadata.cluster_id != m.cluster_id)) {
-    return Status::InvalidArgument(
-        "wal in " + wo.dir + " belongs to member " +
-        std::to_string(m.member_id) + " of cluster " +
-        std::to_string(m.cluster_id));
+    return Status::InvalidArgument("wal in " + wo.dir + " belongs to member " +
+                                   std::to_string(m.member_id) +
+                                   " of cluster " +
+                                   std::to_string(m.cluster_id));
   }
 
   // Choose the snapshot: the newest one that is intact, referenced by a
@@ -151,14 +151,16 @@ void DiskStorage::TruncateLocked(size_t keep) {
 void DiskStorage::DropFrontLocked(size_t n) {
   n = std::min(n, slots_.size());
   for (size_t i = 0; i < n; i++) {
-    if (slots_.front().cached) cached_bytes_ -= slots_.front().entry.data.size();
+    if (slots_.front().cached)
+      cached_bytes_ -= slots_.front().entry.data.size();
     slots_.pop_front();
   }
   evict_cursor_ -= std::min(evict_cursor_, n);
 }
 
 void DiskStorage::EvictLocked(uint64_t durable_lsn) {
-  while (cached_bytes_ > options_.cache_bytes && evict_cursor_ < slots_.size()) {
+  while (cached_bytes_ > options_.cache_bytes &&
+         evict_cursor_ < slots_.size()) {
     Slot& s = slots_[evict_cursor_];
     if (s.lsn > durable_lsn) break;  // not on disk yet: cannot read it back
     cached_bytes_ -= s.entry.data.size();
@@ -176,11 +178,10 @@ Result<raft::Entry> DiskStorage::LoadLocked(const Slot& slot) const {
   raft::Entry e;
   if (type != RecordType::kEntry || !raft::DecodeEntry(payload, &e) ||
       e.index != slot.entry.index || e.term != slot.entry.term) {
-    return Status::Corruption("wal: segment " +
-                              std::to_string(slot.pos.segment) + " offset " +
-                              std::to_string(slot.pos.offset) +
-                              " does not hold entry " +
-                              std::to_string(slot.entry.index));
+    return Status::Corruption(
+        "wal: segment " + std::to_string(slot.pos.segment) + " offset " +
+        std::to_string(slot.pos.offset) + " does not hold entry " +
+        std::to_string(slot.entry.index));
   }
   return e;
 }
@@ -331,7 +332,8 @@ Result<raft::Snapshot> DiskStorage::CreateSnapshot(raft::Index i,
     snap.metadata.index = i;
     snap.metadata.term =
         i == base_index_ ? base_term_ : slots_[i - base_index_ - 1].entry.term;
-    snap.metadata.conf_state = cs != nullptr ? *cs : snapshot_.metadata.conf_state;
+    snap.metadata.conf_state =
+        cs != nullptr ? *cs : snapshot_.metadata.conf_state;
     snap.data = std::move(data);
   }
   KEEL_RETURN_IF_ERROR(snaps_.Save(snap));

@@ -96,26 +96,26 @@ class DiskStorage final : public raft::Storage {
     raft::Entry entry;  // data cleared once evicted from the cache
     uint64_t size = 0;  // entry.Size() with its data
     WalPos pos;
-    uint64_t lsn = 0;   // batch that wrote it (0: recovered)
+    uint64_t lsn = 0;  // batch that wrote it (0: recovered)
     bool cached = true;
   };
 
   DiskStorage(Env* env, const DiskStorageOptions& options);
   Status Recover();
   raft::Index LastIndexLocked() const { return base_index_ + slots_.size(); }
-  void TruncateLocked(size_t keep);     // keeps slots_[0, keep)
-  void DropFrontLocked(size_t n);       // removes slots_[0, n)
+  void TruncateLocked(size_t keep);  // keeps slots_[0, keep)
+  void DropFrontLocked(size_t n);    // removes slots_[0, n)
   void EvictLocked(uint64_t durable_lsn);
   Result<raft::Entry> LoadLocked(const Slot& slot) const;
 
   Env* const env_;
   const DiskStorageOptions options_;
-  SnapshotStore snaps_;   // used by the writer thread and Open
+  SnapshotStore snaps_;  // used by the writer thread and Open
   std::unique_ptr<Wal> wal_;
 
   mutable std::mutex mu_;
-  raft::HardState hs_;         // guarded by mu_
-  raft::Snapshot snapshot_;    // guarded by mu_
+  raft::HardState hs_;       // guarded by mu_
+  raft::Snapshot snapshot_;  // guarded by mu_
   // The dummy position: index and term of the last compacted entry.
   raft::Index base_index_ = 0;  // guarded by mu_
   raft::Term base_term_ = 0;    // guarded by mu_

@@ -28,8 +28,8 @@ class PosixWritableFile final : public WritableFile {
 
   Status Write(uint64_t offset, std::string_view data) override {
     while (!data.empty()) {
-      ssize_t n = ::pwrite(fd_, data.data(), data.size(),
-                           static_cast<off_t>(offset));
+      ssize_t n =
+          ::pwrite(fd_, data.data(), data.size(), static_cast<off_t>(offset));
       if (n < 0) {
         if (errno == EINTR) continue;
         return ErrnoStatus("write", path_, errno);

@@ -18,7 +18,8 @@ class FaultWritableFile final : public WritableFile {
   Status Write(uint64_t offset, std::string_view data) override {
     std::lock_guard lock(env_->mu());
     Status error;
-    auto v = env_->BeforeFileMutation(path_, /*is_write_or_alloc=*/true, &error);
+    auto v =
+        env_->BeforeFileMutation(path_, /*is_write_or_alloc=*/true, &error);
     if (v == FaultInjectionEnv::Verdict::kFail) return error;
     // A write at the crash point still reaches the page cache: that is what
     // makes a torn final write possible.
@@ -256,8 +257,8 @@ Status FaultInjectionEnv::SimulateCrash(Rng* rng) {
       if (keep == sectors) {
         result = current;
       } else {
-        uint64_t keep_end = std::min<uint64_t>(start + keep * kSectorSize,
-                                               current.size());
+        uint64_t keep_end =
+            std::min<uint64_t>(start + keep * kSectorSize, current.size());
         if (result.size() < keep_end) result.resize(keep_end);
         if (keep_end > start) {
           std::copy(current.begin() + start, current.begin() + keep_end,

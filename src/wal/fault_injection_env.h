@@ -93,15 +93,15 @@ class FaultInjectionEnv final : public Env {
   void MarkDirty(const std::string& path);
 
   mutable std::mutex mu_;
-  MemEnv base_;                        // guarded by mu_ (for its mutations)
+  MemEnv base_;  // guarded by mu_ (for its mutations)
   // Last synced contents of files changed since their last Sync().
   std::map<std::string, std::string> durable_;  // guarded by mu_
-  std::vector<DirOp> dir_ops_;         // guarded by mu_; not yet SyncDir'ed
-  uint64_t ops_ = 0;                   // guarded by mu_
-  uint64_t crash_at_ = 0;              // guarded by mu_; 0: never
-  bool crashed_ = false;               // guarded by mu_
-  bool sync_error_ = false;            // guarded by mu_
-  bool no_space_ = false;              // guarded by mu_
+  std::vector<DirOp> dir_ops_;  // guarded by mu_; not yet SyncDir'ed
+  uint64_t ops_ = 0;            // guarded by mu_
+  uint64_t crash_at_ = 0;       // guarded by mu_; 0: never
+  bool crashed_ = false;        // guarded by mu_
+  bool sync_error_ = false;     // guarded by mu_
+  bool no_space_ = false;       // guarded by mu_
 };
 
 }  // namespace keel::wal

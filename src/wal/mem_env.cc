@@ -53,7 +53,10 @@ class MemRandomAccessFile final : public RandomAccessFile {
 
 }  // namespace
 
-MemEnv::MemEnv() { dirs_.insert("/"); dirs_.insert("."); }
+MemEnv::MemEnv() {
+  dirs_.insert("/");
+  dirs_.insert(".");
+}
 
 Result<std::unique_ptr<WritableFile>> MemEnv::OpenWritable(
     const std::string& path, bool truncate) {

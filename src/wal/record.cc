@@ -120,7 +120,8 @@ std::string DescribeRecord(RecordType type, std::string_view payload) {
     }
     case RecordType::kHardState: {
       raft::HardState hs;
-      if (!raft::DecodeHardState(payload, &hs)) return "hardstate <undecodable>";
+      if (!raft::DecodeHardState(payload, &hs))
+        return "hardstate <undecodable>";
       os << "hardstate term=" << hs.term << " vote=" << hs.vote
          << " commit=" << hs.commit;
       break;

@@ -51,7 +51,8 @@ struct SnapshotMarker {
   raft::Index index = 0;
   raft::Term term = 0;
   bool discard_log = false;
-  friend bool operator==(const SnapshotMarker&, const SnapshotMarker&) = default;
+  friend bool operator==(const SnapshotMarker&,
+                         const SnapshotMarker&) = default;
 };
 void EncodeSnapshotMarker(const SnapshotMarker& m, std::string* out);
 bool DecodeSnapshotMarker(std::string_view in, SnapshotMarker* m);
@@ -85,9 +86,8 @@ struct SegmentScan {
   uint64_t records = 0;
 };
 
-using RecordVisitor =
-    std::function<Status(RecordType type, std::string_view payload,
-                         uint64_t offset)>;
+using RecordVisitor = std::function<Status(
+    RecordType type, std::string_view payload, uint64_t offset)>;
 
 // Scans a whole segment, calling visit for each valid record in order.
 // last_segment: damage that looks like a torn write (see the format doc) is

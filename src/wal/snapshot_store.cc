@@ -27,7 +27,8 @@ bool ParseName(const std::string& name, raft::Term* term, raft::Index* index) {
   return true;
 }
 
-Status Corrupt(const std::string& path, uint64_t offset, std::string_view what) {
+Status Corrupt(const std::string& path, uint64_t offset,
+               std::string_view what) {
   return Status::Corruption("snapshot: " + std::string(what) + " in " + path +
                             " at offset " + std::to_string(offset));
 }
@@ -77,11 +78,13 @@ Status SnapshotStore::Decode(const std::string& path, std::string_view data,
   }
   uint64_t meta_len = DecodeFixed32(data.data() + kMagic.size());
   uint64_t header_len = kMagic.size() + 4 + meta_len + 8;
-  if (data.size() < header_len + 4) return Corrupt(path, data.size(), "truncated header");
+  if (data.size() < header_len + 4)
+    return Corrupt(path, data.size(), "truncated header");
   uint32_t want = crc32c::Unmask(DecodeFixed32(data.data() + header_len));
   if (crc32c::Value(data.data(), header_len) != want) {
-    return Corrupt(path, 0, "header checksum mismatch (bytes 0.." +
-                                std::to_string(header_len) + ")");
+    return Corrupt(path, 0,
+                   "header checksum mismatch (bytes 0.." +
+                       std::to_string(header_len) + ")");
   }
   uint64_t data_len = DecodeFixed64(data.data() + header_len - 8);
   uint64_t data_off = header_len + 4;
@@ -92,13 +95,12 @@ Status SnapshotStore::Decode(const std::string& path, std::string_view data,
   std::string_view body = data.substr(data_off, data_len);
   if (crc32c::Value(body) !=
       crc32c::Unmask(DecodeFixed32(data.data() + data_off + data_len))) {
-    return Corrupt(path, data_off, "data checksum mismatch (bytes " +
-                                       std::to_string(data_off) + ".." +
-                                       std::to_string(data_off + data_len) +
-                                       ")");
+    return Corrupt(path, data_off,
+                   "data checksum mismatch (bytes " + std::to_string(data_off) +
+                       ".." + std::to_string(data_off + data_len) + ")");
   }
-  if (!raft::DecodeSnapshotMetadata(
-          data.substr(kMagic.size() + 4, meta_len), &snap->metadata)) {
+  if (!raft::DecodeSnapshotMetadata(data.substr(kMagic.size() + 4, meta_len),
+                                    &snap->metadata)) {
     return Corrupt(path, kMagic.size() + 4, "undecodable metadata");
   }
   snap->data.assign(body);

@@ -180,7 +180,8 @@ Status Wal::Recover(const RecoveryVisitor& visit) {
         if (type != kHeaderTypes[count]) {
           return Status::Corruption(
               "wal: segment does not start with metadata, hard state and "
-              "snapshot records" + Where(path, off));
+              "snapshot records" +
+              Where(path, off));
         }
         if (count == 2) {
           header_ok = true;
@@ -478,10 +479,10 @@ Status Wal::Read(WalPos pos, RecordType* type, std::string* payload) const {
   }
   std::string buf;
   KEEL_RETURN_IF_ERROR(reader->Read(pos.offset, kRecordHeaderSize, &buf));
-  uint64_t length = buf.size() == kRecordHeaderSize
-                        ? std::min<uint64_t>(DecodeFixed32(buf.data() + 4),
-                                             kMaxRecordPayload)
-                        : 0;
+  uint64_t length =
+      buf.size() == kRecordHeaderSize
+          ? std::min<uint64_t>(DecodeFixed32(buf.data() + 4), kMaxRecordPayload)
+          : 0;
   KEEL_RETURN_IF_ERROR(
       reader->Read(pos.offset, kRecordHeaderSize + length, &buf));
   std::string_view p;

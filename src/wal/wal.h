@@ -157,8 +157,8 @@ class Wal {
   WalMetadata metadata_;  // constant after Open
 
   mutable std::mutex mu_;
-  std::condition_variable work_cv_;     // pending_ gained work or stop_
-  std::condition_variable durable_cv_;  // durable_lsn_, failure_ or writing_
+  std::condition_variable work_cv_;       // pending_ gained work or stop_
+  std::condition_variable durable_cv_;    // durable_lsn_, failure_ or writing_
   std::map<uint64_t, Segment> segments_;  // guarded by mu_
   uint64_t cur_seq_ = 0;                  // guarded by mu_
   uint64_t write_offset_ = 0;             // guarded by mu_

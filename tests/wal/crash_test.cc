@@ -158,16 +158,15 @@ class Workload {
       }
       EXPECT_TRUE(found.has_value())
           << Describe(v) << "; acked op " << acked_ << " of "
-          << history_.size() - 1 << " (hs commit "
-          << history_[acked_].hs.commit << ", last "
-          << history_[acked_].last() << ")";
+          << history_.size() - 1 << " (hs commit " << history_[acked_].hs.commit
+          << ", last " << history_[acked_].last() << ")";
       if (!found) {
         for (size_t k = acked_; k < history_.size(); k++) {
           const ModelState& m = history_[k];
           ADD_FAILURE() << "candidate " << k << ": hs={" << m.hs.term << ","
-                        << m.hs.vote << "," << m.hs.commit << "} base="
-                        << m.base << " last=" << m.last() << " snap="
-                        << m.snap_index << "/" << m.snap_term
+                        << m.hs.vote << "," << m.hs.commit
+                        << "} base=" << m.base << " last=" << m.last()
+                        << " snap=" << m.snap_index << "/" << m.snap_term
                         << " recovered snap term " << v.snap.metadata.term
                         << " base_term " << v.base_term << " data "
                         << (v.snap.data == m.snap_data) << " ents "
@@ -176,10 +175,10 @@ class Workload {
                j++) {
             const Entry& want = m.ents[v.first + j - m.base - 1];
             if (!(v.ents[j] == want)) {
-              ADD_FAILURE() << "entry " << v.first + j << " term "
-                            << v.ents[j].term << " vs " << want.term
-                            << " bytes " << v.ents[j].data.size() << " vs "
-                            << want.data.size();
+              ADD_FAILURE()
+                  << "entry " << v.first + j << " term " << v.ents[j].term
+                  << " vs " << want.term << " bytes " << v.ents[j].data.size()
+                  << " vs " << want.data.size();
             }
           }
         }
@@ -211,8 +210,8 @@ class Workload {
         st = DoApplySnapshot(s);
       }
       if (!st.ok()) {
-        ASSERT_TRUE(env_.crashed()) << "op failed without a crash: "
-                                    << st.ToString();
+        ASSERT_TRUE(env_.crashed())
+            << "op failed without a crash: " << st.ToString();
         return;
       }
     }
@@ -256,8 +255,8 @@ class Workload {
     Index lo = std::max(model_.snap_index + 1, s->FirstIndex());
     if (lo > model_.hs.commit) return Status::OK();
     Index i = rng_.Range(lo, model_.hs.commit);
-    std::string data = "state@" + std::to_string(i) + "#" +
-                       std::to_string(rng_.Next() % 1000);
+    std::string data =
+        "state@" + std::to_string(i) + "#" + std::to_string(rng_.Next() % 1000);
     model_.snap_index = i;
     model_.snap_term = model_.TermAt(i);
     model_.snap_data = data;

@@ -46,26 +46,24 @@ void ExpectSameView(const raft::Storage& want, const raft::Storage& got) {
     auto a = want.TermAt(i);
     auto b = got.TermAt(i);
     ASSERT_EQ(a.status().code(), b.status().code()) << i;
-    if (a.ok()) ASSERT_EQ(*a, *b) << i;
+    if (a.ok()) {
+      ASSERT_EQ(*a, *b) << i;
+    }
   }
   for (uint64_t max : {uint64_t{0}, uint64_t{100}, UINT64_MAX}) {
     auto a = want.Entries(want.FirstIndex(), want.LastIndex() + 1, max);
     auto b = got.Entries(got.FirstIndex(), got.LastIndex() + 1, max);
     ASSERT_EQ(a.ok(), b.ok());
-    if (a.ok()) ASSERT_EQ(*a, *b);
+    if (a.ok()) {
+      ASSERT_EQ(*a, *b);
+    }
   }
-  EXPECT_EQ(want.Entries(want.FirstIndex() - 1, want.LastIndex(), 10)
-                .status()
-                .code(),
-            got.Entries(got.FirstIndex() - 1, got.LastIndex(), 10)
-                .status()
-                .code());
-  EXPECT_EQ(want.Entries(want.FirstIndex(), want.LastIndex() + 2, 10)
-                .status()
-                .code(),
-            got.Entries(got.FirstIndex(), got.LastIndex() + 2, 10)
-                .status()
-                .code());
+  EXPECT_EQ(
+      want.Entries(want.FirstIndex() - 1, want.LastIndex(), 10).status().code(),
+      got.Entries(got.FirstIndex() - 1, got.LastIndex(), 10).status().code());
+  EXPECT_EQ(
+      want.Entries(want.FirstIndex(), want.LastIndex() + 2, 10).status().code(),
+      got.Entries(got.FirstIndex(), got.LastIndex() + 2, 10).status().code());
 }
 
 TEST(DiskStorageTest, MatchesMemoryStorage) {
@@ -85,8 +83,8 @@ TEST(DiskStorageTest, MatchesMemoryStorage) {
       } else {
         Index from = rng.Range(mem.FirstIndex(), mem.LastIndex() + 1);
         if (rng.Chance(0.3)) term++;
-        auto ents = MakeEntries(from, from + rng.Range(1, 8), term,
-                                rng.Range(0, 300));
+        auto ents =
+            MakeEntries(from, from + rng.Range(1, 8), term, rng.Range(0, 300));
         ASSERT_TRUE(mem.Append(ents).ok());
         ASSERT_TRUE(disk->Append(ents).ok());
       }
@@ -265,8 +263,7 @@ TEST(DiskStorageTest, ApplySnapshotReplacesTheLogAcrossRestart) {
     EXPECT_EQ(s->FirstIndex(), 1001u);
     EXPECT_EQ(s->LastIndex(), 1000u);
     ASSERT_TRUE(s->Append(MakeEntries(1001, 1010, 5)).ok());
-    EXPECT_EQ(s->ApplySnapshot(snap).code(),
-              Status::Code::kSnapshotOutOfDate);
+    EXPECT_EQ(s->ApplySnapshot(snap).code(), Status::Code::kSnapshotOutOfDate);
   }
   auto s = OpenOrDie(&env, Options());
   EXPECT_EQ(s->FirstIndex(), 1001u);
@@ -291,8 +288,8 @@ TEST(DiskStorageTest, SnapshotFileFormatDetectsDamage) {
     Status st = SnapshotStore::Decode("f", bad, &got);
     EXPECT_TRUE(st.IsCorruption()) << i;
   }
-  EXPECT_TRUE(SnapshotStore::Decode("f", bytes.substr(0, 100), &got)
-                  .IsCorruption());
+  EXPECT_TRUE(
+      SnapshotStore::Decode("f", bytes.substr(0, 100), &got).IsCorruption());
 }
 
 // The same code on a real directory (under the current one, not /tmp).

@@ -128,7 +128,7 @@ TEST(FaultInjectionEnvTest, UnsyncedDirectoryChangesAreUndone) {
   Write(&env, "/d/old", 0, "old", true);
   Write(&env, "/d/gone", 0, "gone", true);
   ASSERT_TRUE(env.SyncDir("/d").ok());
-  Write(&env, "/d/new", 0, "new", true);     // synced data, unsynced name
+  Write(&env, "/d/new", 0, "new", true);  // synced data, unsynced name
   Write(&env, "/d/tmp", 0, "replacement", true);
   ASSERT_TRUE(env.RenameFile("/d/tmp", "/d/old").ok());
   ASSERT_TRUE(env.RemoveFile("/d/gone").ok());
@@ -175,7 +175,7 @@ TEST(FaultInjectionEnvTest, CrashAfterOpsStopsEverythingAfterwards) {
   auto f = env.OpenWritable("/d/f", true);  // op 1
   ASSERT_TRUE(f.ok());
   env.CrashAfterOps(2);
-  EXPECT_TRUE((*f)->Write(0, "one").ok());  // op 2
+  EXPECT_TRUE((*f)->Write(0, "one").ok());   // op 2
   EXPECT_FALSE((*f)->Write(3, "two").ok());  // op 3: the crash point
   EXPECT_TRUE(env.crashed());
   EXPECT_FALSE((*f)->Sync().ok());

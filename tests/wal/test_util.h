@@ -30,7 +30,8 @@ inline std::vector<raft::Entry> MakeEntries(raft::Index lo, raft::Index hi,
                                             raft::Term term,
                                             size_t bytes = 20) {
   std::vector<raft::Entry> out;
-  for (raft::Index i = lo; i < hi; i++) out.push_back(MakeEntry(i, term, bytes));
+  for (raft::Index i = lo; i < hi; i++)
+    out.push_back(MakeEntry(i, term, bytes));
   return out;
 }
 
@@ -135,7 +136,8 @@ inline Result<std::unique_ptr<WritableFile>> GateEnv::OpenWritable(
     const std::string& path, bool truncate) {
   auto f = base_.OpenWritable(path, truncate);
   if (!f.ok()) return f.status();
-  return std::unique_ptr<WritableFile>(new GateFile(this, std::move(f).value()));
+  return std::unique_ptr<WritableFile>(
+      new GateFile(this, std::move(f).value()));
 }
 
 }  // namespace keel::wal::testing

@@ -1,7 +1,5 @@
 // The segmented log: rollover, recovery of torn and damaged logs, group
 // commit, fatal fdatasync failures, a full disk and purging.
-#include "wal/wal.h"
-
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -10,6 +8,7 @@
 #include "raft/codec.h"
 #include "test_util.h"
 #include "wal/fault_injection_env.h"
+#include "wal/wal.h"
 
 namespace keel::wal {
 namespace {
@@ -101,7 +100,8 @@ TEST(WalTest, SegmentRolloverRepeatsTheHeader) {
   auto wal = OpenWal(&env, &r);
   ASSERT_TRUE(wal.ok());
   ASSERT_EQ(r.entries.size(), 200u);
-  for (int i = 0; i < 200; i++) EXPECT_EQ(r.entries[i], MakeEntry(i + 1, 1, 100));
+  for (int i = 0; i < 200; i++)
+    EXPECT_EQ(r.entries[i], MakeEntry(i + 1, 1, 100));
   EXPECT_EQ(r.metadata, static_cast<int>(segs.size()));
   // Reading back by position.
   for (int i : {0, 57, 199}) {
@@ -277,7 +277,8 @@ void GroupCommit(bool background) {
       done++;
     });
   }
-  ASSERT_TRUE(testing::WaitUntil(mu, cv, [&] { return submitted == kThreads; }));
+  ASSERT_TRUE(
+      testing::WaitUntil(mu, cv, [&] { return submitted == kThreads; }));
   EXPECT_EQ(done.load(), 0);
   env.SetGate(true);
   t0.join();
@@ -302,8 +303,8 @@ TEST(WalTest, ManyConcurrentAppendersAllDurableAndOrdered) {
       threads.emplace_back([&, t] {
         for (int i = 0; i < kPer; i++) {
           WalBatch b;
-          b.AddHardState({static_cast<raft::Term>(t), 0,
-                          static_cast<raft::Index>(i)});
+          b.AddHardState(
+              {static_cast<raft::Term>(t), 0, static_cast<raft::Index>(i)});
           auto lsn = (*wal)->Submit(std::move(b), nullptr);
           ASSERT_TRUE(lsn.ok());
           ASSERT_TRUE((*wal)->WaitDurable(*lsn).ok());
@@ -375,7 +376,8 @@ void FullDisk(bool at_rollover) {
   auto wal = OpenWal(&env, &r);
   ASSERT_TRUE(wal.ok()) << wal.status().ToString();
   ASSERT_EQ(r.entries.size(), 20u);
-  for (int i = 0; i < 20; i++) EXPECT_EQ(r.entries[i], MakeEntry(i + 1, 1, 100));
+  for (int i = 0; i < 20; i++)
+    EXPECT_EQ(r.entries[i], MakeEntry(i + 1, 1, 100));
 }
 
 TEST(WalTest, FullDiskAtRolloverCorruptsNothing) { FullDisk(true); }
