@@ -1,0 +1,377 @@
+#include "server/raft_node.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "common/coding.h"
+#include "raft/codec.h"
+
+namespace keel::server {
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// Re-issue a read round that got no answer within this many ticks (its
+// messages may have been lost, or the leader changed).
+constexpr int kReadRetryTicks = 10;
+
+std::string ReadCtx(uint64_t id) {
+  std::string s;
+  PutFixed64(&s, id);
+  return s;
+}
+
+}  // namespace
+
+RaftNode::RaftNode(RaftNodeOptions options, wal::DiskStorage* storage,
+                   StateMachine* sm, MessageSender* sender)
+    : options_(options), storage_(storage), sm_(sm), sender_(sender) {}
+
+RaftNode::~RaftNode() { Stop(); }
+
+Status RaftNode::Start() {
+  raft::HardState hs;
+  KEEL_RETURN_IF_ERROR(storage_->InitialState(&hs, &conf_state_));
+  uint64_t snap_index = storage_->FirstIndex() - 1;
+  uint64_t applied = sm_->AppliedIndex();
+  if (applied < snap_index) {
+    // The bootstrap snapshot (index 1) describes an empty state; any other
+    // snapshot the state machine has not reached means its data is gone.
+    if (snap_index > 1) {
+      return Status::Corruption(
+          "state machine applied index " + std::to_string(applied) +
+          " is behind the raft snapshot at index " +
+          std::to_string(snap_index) + ": the key-value data is missing");
+    }
+    applied = snap_index;
+  }
+  // The state may be ahead of the commit index we persisted when it came
+  // from a snapshot; entries up to it are skipped by the state machine.
+  applied = std::min<uint64_t>(applied, hs.commit);
+  applied = std::max<uint64_t>(applied, snap_index);
+  applied_ = applied;
+  snapshot_index_ = snap_index;
+  rng_ = std::make_unique<SeededRng>(options_.seed ^ options_.id);
+  raft::Config c;
+  c.id = options_.id;
+  c.election_tick = options_.election_ticks;
+  c.heartbeat_tick = 1;
+  c.storage = storage_;
+  c.rng = rng_.get();
+  c.applied = applied;
+  c.max_size_per_msg = options_.max_size_per_msg;
+  c.max_inflight_msgs = options_.max_inflight_msgs;
+  c.max_uncommitted_entries_size = options_.max_uncommitted_entries_size;
+  c.check_quorum = options_.check_quorum;
+  c.pre_vote = options_.pre_vote;
+  auto node = raft::RawNode::Create(c);
+  if (!node.ok()) return node.status();
+  node_ = std::move(node).value();
+  PublishStatus();
+  thread_ = std::thread([this] { Run(); });
+  return Status::OK();
+}
+
+void RaftNode::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void RaftNode::Enqueue(Task t) {
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_) {
+      tasks_.push_back(std::move(t));
+      t = nullptr;
+    }
+  }
+  if (t) {
+    t(false);
+  } else {
+    cv_.notify_all();
+  }
+}
+
+namespace {
+const Status kStopped = Status::Unavailable("etcdserver: server stopped");
+}  // namespace
+
+std::future<Status> RaftNode::Propose(std::string data) {
+  auto p = std::make_shared<std::promise<Status>>();
+  auto f = p->get_future();
+  Enqueue([this, p, d = std::move(data)](bool run) mutable {
+    p->set_value(run ? node_->Propose(std::move(d)) : kStopped);
+  });
+  return f;
+}
+
+std::future<Status> RaftNode::ProposeConfChange(raft::ConfChange cc) {
+  auto p = std::make_shared<std::promise<Status>>();
+  auto f = p->get_future();
+  Enqueue([this, p, cc = std::move(cc)](bool run) {
+    p->set_value(run ? node_->ProposeConfChange(cc) : kStopped);
+  });
+  return f;
+}
+
+std::future<Status> RaftNode::ReadIndex() {
+  auto p = std::make_shared<std::promise<Status>>();
+  auto f = p->get_future();
+  Enqueue([this, p](bool run) {
+    if (run) {
+      queued_reads_.push_back(std::move(*p));
+    } else {
+      p->set_value(kStopped);
+    }
+  });
+  return f;
+}
+
+void RaftNode::TransferLeader(raft::NodeId transferee) {
+  Enqueue([this, transferee](bool run) {
+    if (run) node_->TransferLeader(transferee);
+  });
+}
+
+void RaftNode::Step(raft::Message m) {
+  Enqueue([this, m = std::move(m)](bool run) mutable {
+    if (run) node_->Step(std::move(m));
+  });
+}
+
+void RaftNode::ReportUnreachable(raft::NodeId id) {
+  Enqueue([this, id](bool run) {
+    if (run) node_->ReportUnreachable(id);
+  });
+}
+
+void RaftNode::ReportSnapshot(raft::NodeId id, bool ok) {
+  Enqueue([this, id, ok](bool run) {
+    if (run) node_->ReportSnapshot(id, !ok);
+  });
+}
+
+RaftNodeStatus RaftNode::GetStatus() const {
+  std::lock_guard lock(mu_);
+  return status_;
+}
+
+bool RaftNode::WaitForLeader(std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(mu_);
+  return cv_.wait_for(lock, timeout,
+                      [this] { return status_.leader != 0 || stopping_; }) &&
+         status_.leader != 0;
+}
+
+void RaftNode::Run() {
+  const auto tick = std::chrono::milliseconds(options_.heartbeat_ms);
+  auto next_tick = Clock::now() + tick;
+  std::map<uint64_t, int> read_age;  // ctx -> ticks without an answer
+  while (true) {
+    std::deque<Task> tasks;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait_until(lock, next_tick,
+                     [this] { return stopping_ || !tasks_.empty(); });
+      if (stopping_) break;
+      tasks.swap(tasks_);
+    }
+    for (Task& t : tasks) t(true);
+    auto now = Clock::now();
+    if (now >= next_tick) {
+      node_->Tick();
+      next_tick += tick;
+      // After a long stall (a paused process), don't tick in a burst.
+      if (next_tick < now) next_tick = now + tick;
+      for (auto& [ctx, round] : reads_in_flight_) {
+        if (round.read_index != 0) continue;
+        if (++read_age[ctx] >= kReadRetryTicks) {
+          // Unanswered: queue its waiters for a fresh round.
+          for (auto& w : round.waiters) queued_reads_.push_back(std::move(w));
+          round.waiters.clear();
+        }
+      }
+      std::erase_if(reads_in_flight_,
+                    [](const auto& kv) { return kv.second.waiters.empty(); });
+      std::erase_if(read_age, [this](const auto& kv) {
+        return reads_in_flight_.count(kv.first) == 0;
+      });
+    }
+    StartReadBatch();
+    while (node_->HasReady()) HandleReady();
+    PublishStatus();
+  }
+  std::deque<Task> rest;
+  {
+    std::lock_guard lock(mu_);
+    rest.swap(tasks_);
+  }
+  for (Task& t : rest) t(false);
+  FailAllReads(kStopped);
+}
+
+void RaftNode::StartReadBatch() {
+  if (queued_reads_.empty()) return;
+  if (node_->leader() == raft::kNone) {
+    for (auto& p : queued_reads_) {
+      p.set_value(Status::Unavailable("etcdserver: no leader"));
+    }
+    queued_reads_.clear();
+    return;
+  }
+  uint64_t ctx = next_read_ctx_++;
+  PendingRead& round = reads_in_flight_[ctx];
+  round.waiters = std::move(queued_reads_);
+  queued_reads_.clear();
+  node_->ReadIndex(ReadCtx(ctx));
+}
+
+void RaftNode::CompleteReads() {
+  for (auto it = reads_in_flight_.begin(); it != reads_in_flight_.end();) {
+    PendingRead& r = it->second;
+    if (r.read_index == 0 || r.read_index > applied_) {
+      ++it;
+      continue;
+    }
+    for (auto& w : r.waiters) w.set_value(Status::OK());
+    it = reads_in_flight_.erase(it);
+  }
+}
+
+void RaftNode::FailAllReads(const Status& s) {
+  for (auto& [ctx, r] : reads_in_flight_) {
+    for (auto& w : r.waiters) w.set_value(s);
+  }
+  reads_in_flight_.clear();
+  for (auto& p : queued_reads_) p.set_value(s);
+  queued_reads_.clear();
+}
+
+void RaftNode::HandleReady() {
+  raft::Ready rd = node_->GetReady();
+  if (rd.soft_state && rd.soft_state->lead != last_leader_) {
+    if (rd.soft_state->lead == raft::kNone) {
+      spdlog::warn("raft: {:x} lost leader {:x} at term {}", options_.id,
+                   last_leader_, node_->term());
+    } else {
+      spdlog::info("raft: {:x} elected leader {:x} at term {}", options_.id,
+                   rd.soft_state->lead, node_->term());
+    }
+    last_leader_ = rd.soft_state->lead;
+    // Rounds not yet answered will not be: the core dropped them. Ask again.
+    for (auto& [ctx, r] : reads_in_flight_) {
+      if (r.read_index != 0) continue;
+      for (auto& w : r.waiters) queued_reads_.push_back(std::move(w));
+      r.waiters.clear();
+    }
+    std::erase_if(reads_in_flight_,
+                  [](const auto& kv) { return kv.second.waiters.empty(); });
+  }
+  const bool leader = node_->role() == raft::StateRole::kLeader;
+  if (leader && !rd.messages.empty()) sender_->Send(std::move(rd.messages));
+
+  if (!rd.snapshot.IsEmpty()) {
+    Status st = storage_->ApplySnapshot(rd.snapshot);
+    KEEL_CHECK(st.ok() || st.code() == Status::Code::kSnapshotOutOfDate)
+        << "persisting a snapshot failed: " << st.ToString();
+    st = sm_->RestoreSnapshot(rd.snapshot);
+    KEEL_CHECK(st.ok()) << "restoring the state machine from a snapshot: "
+                        << st.ToString();
+    applied_ = rd.snapshot.metadata.index;
+    snapshot_index_ = applied_;
+    conf_state_ = rd.snapshot.metadata.conf_state;
+    spdlog::info("raft: {:x} applied snapshot at index {} term {}",
+                 options_.id, rd.snapshot.metadata.index,
+                 rd.snapshot.metadata.term);
+  }
+  if (!rd.entries.empty() || !rd.hard_state.IsEmpty()) {
+    auto lsn = storage_->Save(rd.hard_state.IsEmpty() ? nullptr : &rd.hard_state,
+                              rd.entries);
+    // A failed write or fdatasync leaves the page cache in an unknown
+    // state: nothing we acknowledged may depend on it. Fatal by design.
+    KEEL_CHECK(lsn.ok()) << "WAL write failed: " << lsn.status().ToString();
+    Status st = storage_->WaitDurable(*lsn);
+    KEEL_CHECK(st.ok()) << "WAL sync failed: " << st.ToString();
+  }
+  if (!leader && !rd.messages.empty()) sender_->Send(std::move(rd.messages));
+
+  ApplyCommitted(rd.committed_entries);
+  for (const raft::ReadState& rs : rd.read_states) {
+    if (rs.request_ctx.size() != 8) continue;
+    uint64_t ctx = DecodeFixed64(rs.request_ctx.data());
+    auto it = reads_in_flight_.find(ctx);
+    if (it != reads_in_flight_.end()) it->second.read_index = rs.index;
+  }
+  CompleteReads();
+  node_->Advance(rd);
+  MaybeSnapshot();
+}
+
+void RaftNode::ApplyCommitted(const std::vector<raft::Entry>& entries) {
+  for (const raft::Entry& e : entries) {
+    if (e.type == raft::EntryType::kConfChange) {
+      raft::ConfChange cc;
+      if (raft::DecodeConfChange(e.data, &cc)) {
+        conf_state_ = node_->ApplyConfChange(cc);
+        sm_->ApplyConfChange(e, cc, conf_state_);
+      } else {
+        spdlog::error("raft: undecodable configuration change at index {}",
+                      e.index);
+      }
+    } else {
+      sm_->Apply(e);
+    }
+    applied_ = e.index;
+  }
+}
+
+void RaftNode::MaybeSnapshot() {
+  if (applied_ - snapshot_index_ < options_.snapshot_count) return;
+  Status st = sm_->Sync();
+  KEEL_CHECK(st.ok()) << "state machine sync: " << st.ToString();
+  auto snap = storage_->CreateSnapshot(applied_, &conf_state_,
+                                       sm_->SnapshotData(applied_));
+  if (!snap.ok()) {
+    spdlog::warn("raft: snapshot at {} failed: {}", applied_,
+                 snap.status().ToString());
+    return;
+  }
+  snapshot_index_ = applied_;
+  if (applied_ > options_.snapshot_catchup_entries) {
+    uint64_t compact = applied_ - options_.snapshot_catchup_entries;
+    if (compact >= storage_->FirstIndex()) {
+      st = storage_->Compact(compact);
+      if (!st.ok()) spdlog::warn("raft: compact to {}: {}", compact, st.ToString());
+    }
+  }
+  spdlog::info("raft: {:x} saved snapshot at index {}", options_.id, applied_);
+}
+
+void RaftNode::PublishStatus() {
+  raft::NodeStatus ns = node_->GetStatus();
+  bool leader_changed;
+  {
+    std::lock_guard lock(mu_);
+    leader_changed = status_.leader != ns.soft_state.lead;
+    status_.id = options_.id;
+    status_.leader = ns.soft_state.lead;
+    status_.role = ns.soft_state.role;
+    status_.term = ns.hard_state.term;
+    status_.commit = ns.hard_state.commit;
+    status_.applied = applied_;
+    const auto& learners = conf_state_.learners;
+    status_.is_learner = std::find(learners.begin(), learners.end(),
+                                   options_.id) != learners.end();
+    status_.conf_state = conf_state_;
+  }
+  if (leader_changed) cv_.notify_all();
+}
+
+}  // namespace keel::server

@@ -1,0 +1,178 @@
+// RaftNode: the loop that drives the consensus core in a running member.
+//
+// It owns the RawNode and is the only thread that touches it. Everything
+// else reaches it through thread-safe calls that enqueue work and return a
+// future: Propose, ReadIndex, ProposeConfChange, TransferLeader, Step (from
+// the transport). The loop ticks on a real clock (one tick per heartbeat
+// interval), and for every Ready:
+//
+//   1. a leader sends its messages at once, in parallel with its own write
+//      (Raft thesis §10.2.1); the write is one WAL batch and one fdatasync
+//      (group commit, src/wal);
+//   2. a follower sends its messages only once the batch is durable;
+//   3. committed entries are applied in order through the StateMachine,
+//      which stores the applied index atomically with the data;
+//   4. read states complete the linearizable reads waiting on them once the
+//      applied index reaches their read index;
+//   5. Advance().
+//
+// Snapshots: every snapshot_count applied entries the log is snapshotted at
+// the applied index and compacted, keeping snapshot_catchup_entries behind
+// for slow followers.
+//
+// Thread safety: the public methods are safe from any thread; the
+// StateMachine's Apply* methods are called on the loop thread only.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/rng.h"
+#include "common/status.h"
+#include "raft/raw_node.h"
+#include "wal/disk_storage.h"
+
+namespace keel::server {
+
+// What the replicated log is applied to. Called on the loop thread.
+class StateMachine {
+ public:
+  virtual ~StateMachine() = default;
+  // The index of the last entry whose effects are durable in the state.
+  // Replay after a restart starts right after it.
+  virtual uint64_t AppliedIndex() const = 0;
+  // Applies a normal committed entry (empty entries included, so that the
+  // applied index moves). Entries at or below AppliedIndex() are skipped
+  // by the state machine itself.
+  virtual void Apply(const raft::Entry& entry) = 0;
+  // A committed membership change was applied to the core.
+  virtual void ApplyConfChange(const raft::Entry& entry,
+                               const raft::ConfChange& cc,
+                               const raft::ConfState& cs) = 0;
+  // Replaces the state with a snapshot received from the leader.
+  virtual Status RestoreSnapshot(const raft::Snapshot& snap) = 0;
+  // The small descriptor stored as a Raft snapshot's data.
+  virtual std::string SnapshotData(uint64_t applied_index) = 0;
+  // Makes everything applied so far durable (before a snapshot that lets the
+  // log be compacted).
+  virtual Status Sync() = 0;
+};
+
+// Where outgoing Raft messages go (the peer transport).
+class MessageSender {
+ public:
+  virtual ~MessageSender() = default;
+  virtual void Send(std::vector<raft::Message> msgs) = 0;
+};
+
+struct RaftNodeOptions {
+  raft::NodeId id = 0;
+  int heartbeat_ms = 100;
+  int election_ticks = 10;
+  bool pre_vote = true;
+  bool check_quorum = true;
+  uint64_t snapshot_count = 100000;
+  uint64_t snapshot_catchup_entries = 5000;
+  uint64_t max_size_per_msg = 1 << 20;
+  size_t max_inflight_msgs = 512;
+  uint64_t max_uncommitted_entries_size = 1ull << 30;
+  // Seed for the election timeout's randomness.
+  uint64_t seed = 0;
+};
+
+// A snapshot of the node's state for status reporting.
+struct RaftNodeStatus {
+  raft::NodeId id = 0;
+  raft::NodeId leader = 0;
+  raft::Term term = 0;
+  raft::Index commit = 0;
+  raft::Index applied = 0;
+  raft::StateRole role = raft::StateRole::kFollower;
+  bool is_learner = false;
+  raft::ConfState conf_state;
+};
+
+class RaftNode {
+ public:
+  RaftNode(RaftNodeOptions options, wal::DiskStorage* storage,
+           StateMachine* sm, MessageSender* sender);
+  ~RaftNode();
+
+  Status Start();
+  void Stop();
+
+  // Proposes an entry. The future says whether the core accepted it into
+  // the log (not whether it committed: the state machine reports that).
+  std::future<Status> Propose(std::string data);
+  std::future<Status> ProposeConfChange(raft::ConfChange cc);
+  // A linearizable read barrier: completes OK once this member has applied
+  // everything committed before the call, as confirmed by the leader.
+  // Concurrent calls share one confirmation round. Fails with Unavailable
+  // when there is no leader; the caller applies its own deadline.
+  std::future<Status> ReadIndex();
+  void TransferLeader(raft::NodeId transferee);
+
+  // From the transport.
+  void Step(raft::Message m);
+  void ReportUnreachable(raft::NodeId id);
+  void ReportSnapshot(raft::NodeId id, bool ok);
+
+  RaftNodeStatus GetStatus() const;
+  // Blocks until a leader is known or the deadline passes.
+  bool WaitForLeader(std::chrono::milliseconds timeout) const;
+
+ private:
+  // A unit of work for the loop; called with run=false when the node stops
+  // before running it, so that every promise is kept.
+  using Task = std::function<void(bool run)>;
+  struct PendingRead {
+    std::vector<std::promise<Status>> waiters;
+    uint64_t read_index = 0;  // 0 until the read state arrives
+  };
+
+  void Run();
+  void Enqueue(Task t);
+  void HandleReady();
+  void ApplyCommitted(const std::vector<raft::Entry>& entries);
+  void MaybeSnapshot();
+  void StartReadBatch();
+  void CompleteReads();
+  void FailAllReads(const Status& s);
+  void PublishStatus();
+
+  const RaftNodeOptions options_;
+  wal::DiskStorage* const storage_;
+  StateMachine* const sm_;
+  MessageSender* const sender_;
+
+  // Loop thread only.
+  std::unique_ptr<SeededRng> rng_;
+  std::unique_ptr<raft::RawNode> node_;
+  raft::ConfState conf_state_;
+  uint64_t applied_ = 0;
+  uint64_t snapshot_index_ = 0;
+  uint64_t next_read_ctx_ = 1;
+  // Reads waiting to start a confirmation round.
+  std::vector<std::promise<Status>> queued_reads_;
+  // Rounds started, by context; completed in order.
+  std::map<uint64_t, PendingRead> reads_in_flight_;
+  raft::NodeId last_leader_ = 0;
+
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  std::deque<Task> tasks_;         // guarded by mu_
+  bool stopping_ = false;          // guarded by mu_
+  RaftNodeStatus status_;          // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace keel::server
