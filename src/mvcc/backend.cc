@@ -1,0 +1,186 @@
+#include "mvcc/backend.h"
+
+#include <fcntl.h>
+#include <rocksdb/options.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <vector>
+
+namespace keel::mvcc {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kMetaCf = "meta";
+constexpr const char* kFirstDb = "db-000001";
+
+Status SyncPath(const std::string& path, bool directory) {
+  int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+  if (fd < 0) return Status::IOError("open " + path);
+  int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return Status::IOError("fsync " + path);
+  return Status::OK();
+}
+
+}  // namespace
+
+Status FromRocks(const rocksdb::Status& s) {
+  if (s.ok()) return Status::OK();
+  if (s.IsNotFound()) return Status::NotFound(s.ToString());
+  if (s.IsCorruption()) return Status::Corruption(s.ToString());
+  if (s.IsNoSpace()) return Status::NoSpace(s.ToString());
+  return Status::IOError(s.ToString());
+}
+
+Result<std::string> CurrentDbName(const std::string& dir) {
+  std::ifstream in(dir + "/CURRENT");
+  if (!in) return Status::NotFound(dir + "/CURRENT");
+  std::string name;
+  std::getline(in, name);
+  if (name.rfind("db-", 0) != 0) {
+    return Status::Corruption(dir + "/CURRENT: bad contents");
+  }
+  return name;
+}
+
+std::string NextDbName(const std::string& current) {
+  const uint64_t n = std::stoull(current.substr(3)) + 1;
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "db-%06llu",
+                static_cast<unsigned long long>(n));
+  return buf;
+}
+
+Status SetCurrentDb(const std::string& dir, const std::string& name) {
+  const std::string tmp = dir + "/CURRENT.tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << name << "\n";
+    out.flush();
+    if (!out) return Status::IOError("write " + tmp);
+  }
+  KEEL_RETURN_IF_ERROR(SyncPath(tmp, false));
+  std::error_code ec;
+  fs::rename(tmp, dir + "/CURRENT", ec);
+  if (ec) return Status::IOError("rename " + tmp + ": " + ec.message());
+  return SyncPath(dir, true);
+}
+
+Result<std::unique_ptr<Backend>> Backend::Open(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return Status::IOError("mkdir " + dir + ": " + ec.message());
+  auto current = CurrentDbName(dir);
+  std::string name;
+  if (current.ok()) {
+    name = *current;
+  } else if (current.status().IsNotFound()) {
+    name = kFirstDb;
+    KEEL_RETURN_IF_ERROR(SetCurrentDb(dir, name));
+  } else {
+    return current.status();
+  }
+  // Leftovers of an interrupted or finished restore.
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string f = e.path().filename().string();
+    if (f.rfind("db-", 0) == 0 && f != name) fs::remove_all(e.path(), ec);
+  }
+  return OpenPath(dir + "/" + name);
+}
+
+Result<std::unique_ptr<Backend>> Backend::OpenPath(const std::string& path) {
+  rocksdb::DBOptions opts;
+  opts.create_if_missing = true;
+  opts.create_missing_column_families = true;
+  // A crash loses a suffix of write batches, never part of one.
+  opts.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  opts.max_background_jobs = 2;
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+      {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
+      {kMetaCf, rocksdb::ColumnFamilyOptions()},
+  };
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(opts, path, cfs, &handles, &raw);
+  if (!s.ok()) return FromRocks(s);
+  std::unique_ptr<Backend> b(new Backend());
+  b->path_ = path;
+  b->db_.reset(raw);
+  b->data_ = handles[0];
+  b->meta_ = handles[1];
+  return b;
+}
+
+Backend::~Backend() {
+  if (db_) {
+    if (data_) db_->DestroyColumnFamilyHandle(data_);
+    if (meta_) db_->DestroyColumnFamilyHandle(meta_);
+    db_->Close().PermitUncheckedError();
+    db_.reset();
+  }
+  if (remove_on_close_) {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+}
+
+Status Backend::Write(rocksdb::WriteBatch* batch, bool sync) {
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  return FromRocks(db_->Write(wo, batch));
+}
+
+Status Backend::GetData(std::string_view key, std::string* value) const {
+  return FromRocks(db_->Get(rocksdb::ReadOptions(), data_,
+                            rocksdb::Slice(key.data(), key.size()), value));
+}
+
+Status Backend::GetMeta(std::string_view key, std::string* value,
+                        const rocksdb::Snapshot* snap) const {
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap;
+  return FromRocks(
+      db_->Get(ro, meta_, rocksdb::Slice(key.data(), key.size()), value));
+}
+
+Status Backend::SyncWal() { return FromRocks(db_->SyncWAL()); }
+
+Status Backend::Flush() {
+  rocksdb::FlushOptions fo;
+  fo.wait = true;
+  KEEL_RETURN_IF_ERROR(FromRocks(db_->Flush(fo, {data_, meta_})));
+  return SyncWal();
+}
+
+uint64_t Backend::SizeBytes() const {
+  uint64_t total = 0;
+  for (auto* cf : {data_, meta_}) {
+    uint64_t v = 0;
+    if (db_->GetIntProperty(cf, "rocksdb.total-sst-files-size", &v)) total += v;
+    if (db_->GetIntProperty(cf, "rocksdb.cur-size-all-mem-tables", &v)) {
+      total += v;
+    }
+  }
+  return total;
+}
+
+uint64_t Backend::LiveDataBytes() const {
+  uint64_t total = 0;
+  for (auto* cf : {data_, meta_}) {
+    uint64_t v = 0;
+    if (db_->GetIntProperty(cf, "rocksdb.estimate-live-data-size", &v)) {
+      total += v;
+    }
+    if (db_->GetIntProperty(cf, "rocksdb.cur-size-all-mem-tables", &v)) {
+      total += v;
+    }
+  }
+  return total;
+}
+
+}  // namespace keel::mvcc

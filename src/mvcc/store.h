@@ -1,0 +1,171 @@
+// Store: etcd's MVCC key-value store (server/mvcc) on RocksDB.
+//
+// Every write transaction (a Put, a DeleteRange that deletes something, a
+// Txn with at least one write, a lease's key deletion) gets one new main
+// revision; its changes get sub revisions 0, 1, 2... An empty store is at
+// revision 1. Each data row is stored under its revision; an in-memory
+// TreeIndex maps keys to revisions and is rebuilt from RocksDB on Open.
+// Responses mirror etcd's (types.h); errors carry etcd's messages
+// (errors.h).
+//
+// Raft integration: every write method takes the ConsistentIndex (index
+// and term) of the Raft entry being applied, and stores it in the SAME
+// RocksDB write batch as the data it produced — also when the entry
+// changed nothing or failed with an etcd error. After a crash, Open gives
+// the state as of the last batch and consistent_index() names exactly the
+// last entry in it: replay from consistent_index().index + 1. Index 0
+// means "not from Raft" and leaves the stored index alone. Writes are not
+// fsynced unless Options::sync_writes (the Raft WAL is the durable log);
+// call Sync() or ForceCommit() before cutting a Raft snapshot that lets the
+// WAL be truncated.
+//
+// Thread safety:
+//  - Write methods (Put, DeleteRange, Txn, Compact, DeleteLeaseKeys,
+//    SetConsistentIndex, RestoreSnapshot) are meant for the one apply
+//    thread; they serialize among themselves anyway (write_mu_).
+//  - Read methods (const) may run on any number of threads concurrently
+//    with each other and with the writer.
+//  - A reader never sees part of a write: the writer holds mu_ exclusively
+//    from its first index change until its batch is in RocksDB; readers
+//    hold mu_ shared for the whole read. The physical phase of Compact
+//    (deleting old rows) runs without mu_, so reads are not blocked by it;
+//    no reader can ask for those rows (they are below the compacted
+//    revision, which is raised first).
+//  - Lock order: write_mu_ before mu_. No method is reentrant.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "mvcc/backend.h"
+#include "mvcc/errors.h"
+#include "mvcc/key_index.h"
+#include "mvcc/thread_annotations.h"
+#include "mvcc/types.h"
+
+namespace keel::mvcc {
+
+struct StoreOptions {
+  // fsync every write batch (RocksDB WAL sync). Off: a process crash loses
+  // nothing, a machine crash may lose a suffix of batches (never part of
+  // one); the consistent index always matches what survived.
+  bool sync_writes = false;
+  // Called for a Put with a non-zero lease (at apply, before any write of
+  // the txn); false -> kLeaseNotFound. Null: every lease exists.
+  std::function<bool(int64_t lease)> lease_exists;
+  // Rows deleted per write batch by compaction.
+  size_t compaction_batch_rows = 10000;
+};
+
+class Store {
+ public:
+  // Opens (creating if needed) the store in directory `dir`; finishes a
+  // compaction a crash interrupted.
+  static Result<std::unique_ptr<Store>> Open(const std::string& dir,
+                                             StoreOptions options = {});
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // ---- Reads: any thread ----
+
+  Result<RangeResponse> Range(const RangeRequest& r) const;
+  // A Txn whose ops only read (IsTxnReadOnly); InvalidArgument otherwise.
+  Result<TxnResponse> ReadTxn(const TxnRequest& r) const;
+
+  int64_t CurrentRevision() const;
+  // -1 until the first compaction (as etcd).
+  int64_t CompactRevision() const;
+  ConsistentIndex consistent_index() const;
+
+  // CRC32C over the rows up to `rev` (0 = current) that a compaction at
+  // the compacted revision keeps, as etcd's HashKV: members with the same
+  // history agree whatever their physical compaction progress.
+  Result<HashKVResult> HashKV(int64_t rev) const;
+  // CRC32C over every data row and the compacted revision (Maintenance.Hash).
+  Result<uint32_t> Hash() const;
+  DbStats Stats() const;
+
+  // Live keys attached to a lease, in key order.
+  std::vector<std::string> LeaseKeys(int64_t lease) const;
+
+  // Writes a consistent snapshot of the whole store (data and meta,
+  // consistent index included) to one file; see docs/mvcc.md.
+  Result<SnapshotInfo> ExportSnapshot(const std::string& path) const;
+
+  // ---- Writes: the apply thread ----
+
+  Result<PutResponse> Put(const PutRequest& r, ConsistentIndex ci = {});
+  Result<DeleteRangeResponse> DeleteRange(const DeleteRangeRequest& r,
+                                          ConsistentIndex ci = {});
+  Result<TxnResponse> Txn(const TxnRequest& r, ConsistentIndex ci = {});
+  // Compacts at `rev`: reads below it fail with kCompacted. The old rows
+  // are gone when this returns (physical or not: the store always does it
+  // synchronously, without blocking reads).
+  Result<CompactResponse> Compact(int64_t rev, bool physical,
+                                  ConsistentIndex ci = {});
+  // Deletes every key attached to `lease` in one revision (lease revoke).
+  Result<DeleteRangeResponse> DeleteLeaseKeys(int64_t lease,
+                                              ConsistentIndex ci = {});
+  // Records an applied entry that did not touch the store.
+  Status SetConsistentIndex(ConsistentIndex ci);
+  // Makes every applied batch durable (WAL fsync).
+  Status Sync();
+  // Sync() plus a flush of memtables to SST files.
+  Status ForceCommit();
+  // Replaces the whole store with a file written by ExportSnapshot (a
+  // follower's InstallSnapshot). Atomic across crashes.
+  Status RestoreSnapshot(const std::string& path);
+
+ private:
+  struct State;
+  struct PendingWrite;
+  struct View;
+
+  Store(std::string dir, StoreOptions options);
+
+  static Result<std::unique_ptr<State>> LoadState(Backend* b,
+                                                  const StoreOptions& opts);
+  static Status PhysicalCompact(Backend* b, int64_t rev,
+                                const std::set<Revision>& keep,
+                                size_t batch_rows);
+
+  // Reading (mu_ held, shared or exclusive).
+  Result<RangeResponse> RangeIn(const RangeRequest& r, const View& v) const;
+  Status ReadRow(Revision rev, const View& v, KeyValue* kv) const;
+  bool ApplyCompares(const std::vector<Compare>& cmps, const View& v) const;
+  void CompareToPath(const TxnRequest& r, const View& v,
+                     std::vector<bool>* path) const;
+  Status CheckOps(const TxnRequest& r, const View& v,
+                  const std::vector<bool>& path, size_t* pos) const;
+  Status CheckPut(const PutRequest& p, const View& v) const;
+  // Runs the chosen branch; `w` null for a read-only txn.
+  Status ApplyTxnOps(const TxnRequest& r, const std::vector<bool>& path,
+                     size_t* pos, PendingWrite* w, int64_t read_rev,
+                     TxnResponse* out) const;
+
+  // Writing (write_mu_ and mu_ exclusive held).
+  Result<PutResponse> PutIn(const PutRequest& r, PendingWrite* w) const;
+  Result<DeleteRangeResponse> DeleteIn(const DeleteRangeRequest& r,
+                                       PendingWrite* w) const;
+  Status Commit(PendingWrite* w);
+
+  const std::string dir_;
+  const StoreOptions options_;
+
+  mutable std::mutex write_mu_ ACQUIRED_BEFORE(mu_);
+  mutable std::shared_mutex mu_;
+  // Shared so a long export keeps a replaced database open until done.
+  std::shared_ptr<Backend> backend_ GUARDED_BY(mu_);
+  std::unique_ptr<State> state_ GUARDED_BY(mu_);
+};
+
+}  // namespace keel::mvcc
