@@ -1,0 +1,74 @@
+// ServerConfig: a member's settings, from etcd's flags and ETCD_* variables.
+//
+// Names, defaults and meaning follow etcd 3.5 so that an etcd command line
+// (or environment) starts a keel member unchanged. Parsing and validation
+// produce a clear error instead of starting with inconsistent settings.
+// Member and cluster ids are computed as etcd computes them, so that they
+// match what operators know from etcd for the same --initial-cluster.
+//
+// Thread safety: values.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace keel::server {
+
+// A parsed URL such as "http://127.0.0.1:2379".
+struct Url {
+  std::string scheme;  // "http" or "https"
+  std::string host;
+  uint16_t port = 0;
+  std::string String() const;          // scheme://host:port
+  std::string HostPort() const;        // host:port, IPv6 hosts in brackets
+};
+Result<Url> ParseUrl(const std::string& s);
+Result<std::vector<Url>> ParseUrls(const std::string& comma_separated);
+
+struct ServerConfig {
+  std::string name = "default";
+  std::string data_dir;  // default: <name>.etcd
+  std::vector<Url> listen_client_urls;
+  std::vector<Url> advertise_client_urls;
+  std::vector<Url> listen_peer_urls;
+  std::vector<Url> initial_advertise_peer_urls;
+  // name -> peer URLs, from --initial-cluster.
+  std::map<std::string, std::vector<Url>> initial_cluster;
+  std::string initial_cluster_state = "new";  // or "existing"
+  std::string initial_cluster_token = "etcd-cluster";
+  int heartbeat_ms = 100;
+  int election_ms = 1000;
+  uint64_t snapshot_count = 100000;
+  int64_t quota_backend_bytes = 0;  // 0: the default, 2 GiB
+  uint64_t max_request_bytes = 1572864;  // 1.5 MiB
+  uint64_t max_txn_ops = 128;
+  bool pre_vote = true;
+  std::string log_level = "info";
+
+  int64_t QuotaBytes() const {
+    return quota_backend_bytes > 0 ? quota_backend_bytes : (2LL << 30);
+  }
+};
+
+// Parses argv (and ETCD_* variables for flags not given). On --help or
+// --version, returns NotFound with the text to print in the message.
+Result<ServerConfig> ParseFlags(int argc, const char* const* argv);
+
+// Checks the settings together; the message says what is wrong.
+Status Validate(const ServerConfig& c);
+
+// etcd's member id: the first 8 bytes (big-endian) of the SHA-1 of the
+// sorted peer URLs concatenated, followed by the cluster token.
+uint64_t ComputeMemberId(const std::vector<Url>& peer_urls,
+                         const std::string& token);
+// etcd's cluster id: the first 8 bytes of the SHA-1 of the sorted member
+// ids, each as 8 big-endian bytes.
+uint64_t ComputeClusterId(std::vector<uint64_t> member_ids);
+
+std::string HexId(uint64_t id);
+
+}  // namespace keel::server
