@@ -110,6 +110,18 @@ void SimCluster::ProcessFaults() {
     std::vector<SimNode*> live = LiveMembers();
     if (!live.empty()) Crash(*Pick(&rng_, live), "fault");
   }
+  if (p_.pause_rate > 0 && rng_.Chance(p_.pause_rate)) {
+    std::vector<SimNode*> live = LiveMembers();
+    if (!live.empty()) {
+      SimNode& n = *Pick(&rng_, live);
+      n.paused_until_tick = tick_ + rng_.Range(1, p_.pause_max_ticks);
+      stats_.pauses++;
+      if (tracing()) {
+        Log(fmt::format("PAUSE member {} until tick {}", n.id,
+                        n.paused_until_tick));
+      }
+    }
+  }
   for (auto& [id, n] : nodes_) {
     if (n->alive() || n->stopped || !rng_.Chance(p_.restart_rate)) continue;
     if (options_.inject == Injection::kAmnesia) {
@@ -297,6 +309,7 @@ void SimCluster::Heal() {
   net_.SetFaults(f);
   if (tracing()) Log("HEAL: no more faults; restarting every crashed member");
   for (auto& [id, n] : nodes_) {
+    n->paused_until_tick = 0;
     if (!n->alive() && !n->stopped) Start(*n);
   }
 }

@@ -62,7 +62,7 @@ void SafetyChecker::OnHardState(NodeId id, const raft::HardState& prev,
 }
 
 void SafetyChecker::RecordCommitted(NodeId id, Index index, Term term,
-                                    const uint64_t* digest) {
+                                    const uint64_t* digest, Term seen_in) {
   Slot& s = SlotAt(index);
   if (s.committed && s.term != term) {
     Fail(fmt::format(
@@ -82,6 +82,7 @@ void SafetyChecker::RecordCommitted(NodeId id, Index index, Term term,
     s.digest = *digest;
     s.has_digest = true;
   }
+  s.seen_in = s.committed ? std::min(s.seen_in, seen_in) : seen_in;
   s.term = term;
   s.committed = true;
   max_committed_ = std::max(max_committed_, index);
@@ -173,14 +174,15 @@ void SafetyChecker::AfterAppend(NodeId id, const raft::MemoryStorage& storage,
   }
 }
 
-void SafetyChecker::OnCommitted(NodeId id, const Entry& e) {
+void SafetyChecker::OnCommitted(NodeId id, const Entry& e, Term seen_in) {
   uint64_t d = EntryDigest(e);
-  RecordCommitted(id, e.index, e.term, &d);
+  RecordCommitted(id, e.index, e.term, &d, seen_in);
 }
 
-void SafetyChecker::OnApplied(NodeId id, const Entry& e, uint64_t hash_after) {
+void SafetyChecker::OnApplied(NodeId id, const Entry& e, uint64_t hash_after,
+                              Term seen_in) {
   uint64_t d = EntryDigest(e);
-  RecordCommitted(id, e.index, e.term, &d);
+  RecordCommitted(id, e.index, e.term, &d, seen_in);
   Slot& s = SlotAt(e.index);
   if (s.has_hash && s.hash != hash_after) {
     Fail(fmt::format(
@@ -193,9 +195,9 @@ void SafetyChecker::OnApplied(NodeId id, const Entry& e, uint64_t hash_after) {
   s.has_hash = true;
 }
 
-void SafetyChecker::OnSnapshot(NodeId id, Index index, Term term,
-                               uint64_t hash) {
-  RecordCommitted(id, index, term, nullptr);
+void SafetyChecker::OnSnapshot(NodeId id, Index index, Term term, uint64_t hash,
+                               Term seen_in) {
+  RecordCommitted(id, index, term, nullptr, seen_in);
   Slot& s = SlotAt(index);
   if (s.has_hash && s.hash != hash) {
     Fail(fmt::format(
@@ -212,17 +214,13 @@ void SafetyChecker::OnNewLeader(NodeId id, Term term,
                                 const raft::MemoryStorage& storage) {
   Index first = storage.FirstIndex();
   Index last = storage.LastIndex();
-  if (last < max_committed_) {
-    Fail(fmt::format(
-        "leader completeness: leader {} of term {} has log up to {} but "
-        "index {} is committed",
-        id, term, last, max_committed_));
-    return;
-  }
+  auto must_hold = [&](Index i) {
+    return i < slots_.size() && slots_[i].committed && slots_[i].seen_in < term;
+  };
   // Entries under the leader's snapshot are covered by it (whose state
   // OnSnapshot checked when it was made or installed).
   Index snap = first - 1;
-  if (snap < slots_.size() && slots_[snap].committed) {
+  if (must_hold(snap)) {
     auto t = storage.TermAt(snap);
     if (t.ok() && *t != slots_[snap].term) {
       Fail(
@@ -233,13 +231,13 @@ void SafetyChecker::OnNewLeader(NodeId id, Term term,
     }
   }
   for (Index i = first; i <= max_committed_; i++) {
-    if (i >= slots_.size() || !slots_[i].committed) continue;
-    auto t = storage.TermAt(i);
+    if (!must_hold(i)) continue;
+    auto t = i <= last ? storage.TermAt(i) : Result<Term>(Status::NotFound(""));
     if (!t.ok() || *t != slots_[i].term) {
       Fail(fmt::format(
-          "leader completeness: leader {} of term {} lacks committed entry {} "
-          "(term {})",
-          id, term, i, slots_[i].term));
+          "leader completeness: leader {} of term {} (log {}..{}) lacks entry "
+          "{} (term {}) committed by term {}",
+          id, term, first, last, i, slots_[i].term, slots_[i].seen_in));
       return;
     }
   }

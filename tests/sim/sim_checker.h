@@ -63,13 +63,20 @@ class SafetyChecker {
   // After the append: feeds the inductive log-matching check.
   void AfterAppend(NodeId id, const raft::MemoryStorage& storage,
                    const std::vector<Entry>& entries);
+  // The next three: `seen_in` is the member's current term. An entry seen
+  // committed by a member in term t was committed in a term <= t, so every
+  // leader of a term > t must hold it.
+  //
   // `e` is covered by the member's commit index.
-  void OnCommitted(NodeId id, const Entry& e);
+  void OnCommitted(NodeId id, const Entry& e, Term seen_in);
   // The member applied `e`, reaching state `hash_after`.
-  void OnApplied(NodeId id, const Entry& e, uint64_t hash_after);
+  void OnApplied(NodeId id, const Entry& e, uint64_t hash_after, Term seen_in);
   // The member's state is a snapshot at (index, term) with state `hash`.
-  void OnSnapshot(NodeId id, Index index, Term term, uint64_t hash);
-  // `id` has just become leader of `term`; `storage` holds its whole log.
+  void OnSnapshot(NodeId id, Index index, Term term, uint64_t hash,
+                  Term seen_in);
+  // `id` is leader of `term`; `storage` holds its whole log. Checked once
+  // per leader and term, when the simulator first sees it lead (which may
+  // be late, e.g. after a pause: hence the seen_in terms).
   void OnNewLeader(NodeId id, Term term, const raft::MemoryStorage& storage);
   // A read that began when entries up to `required` had been applied
   // somewhere was answered with `read_index`.
@@ -89,6 +96,7 @@ class SafetyChecker {
     uint64_t digest = 0;
     uint64_t hash = 0;
     bool committed = false;  // term (and digest, if has_digest) are known
+    Term seen_in = 0;        // lowest term in which it was seen committed
     bool has_digest = false;
     bool has_hash = false;
   };
@@ -110,7 +118,7 @@ class SafetyChecker {
 
   Slot& SlotAt(Index i);
   void RecordCommitted(NodeId id, Index index, Term term,
-                       const uint64_t* digest);
+                       const uint64_t* digest, Term seen_in);
 
   std::string violation_;
   std::vector<Slot> slots_;  // by log index

@@ -120,7 +120,7 @@ void SimCluster::Bootstrap() {
   for (int i = 1; i <= p_.cluster_size; i++) cs.voters.push_back(i);
   SimStateMachine empty;
   empty.applied = 1;
-  checker_.OnSnapshot(raft::kNone, 1, 1, empty.hash);
+  checker_.OnSnapshot(raft::kNone, 1, 1, empty.hash, 1);
   for (int i = 1; i <= p_.cluster_size; i++) {
     SimNode& n = NewMember(i);
     raft::Snapshot snap;
@@ -190,6 +190,8 @@ void SimCluster::Crash(SimNode& n, const char* why) {
   n.conf = ConfState();
   n.snapshot_lacks_member = false;
   n.waiting_reads.clear();
+  n.backlog.clear();
+  n.paused_until_tick = 0;
   n.unreachable_reports.clear();
   n.failed_snapshot_reports.clear();
 }
@@ -210,7 +212,7 @@ void SimCluster::Stop(NodeId id) {
 std::vector<SimNode*> SimCluster::LiveMembers() {
   std::vector<SimNode*> out;
   for (auto& [id, n] : nodes_) {
-    if (n->alive()) out.push_back(n.get());
+    if (n->alive() && !n->paused(tick_)) out.push_back(n.get());
   }
   return out;
 }
@@ -218,7 +220,10 @@ std::vector<SimNode*> SimCluster::LiveMembers() {
 SimNode* SimCluster::FindLeader() {
   SimNode* best = nullptr;
   for (auto& [id, n] : nodes_) {
-    if (!n->alive() || n->raw->role() != StateRole::kLeader) continue;
+    if (!n->alive() || n->paused(tick_) ||
+        n->raw->role() != StateRole::kLeader) {
+      continue;
+    }
     if (best == nullptr || n->raw->term() > best->raw->term()) best = n.get();
   }
   return best;
@@ -228,19 +233,35 @@ SimNode* SimCluster::FindLeader() {
 
 void SimCluster::StepOnce() {
   step_++;
+  // A member back from a pause first handles what arrived meanwhile.
+  for (auto& [id, n] : nodes_) {
+    if (n->backlog.empty() || n->paused(tick_)) continue;
+    if (tracing()) Log(fmt::format("member {} resumes", id));
+    std::vector<Envelope> backlog = std::move(n->backlog);
+    n->backlog.clear();
+    for (Envelope& env : backlog) Deliver(std::move(env));
+  }
   Envelope env;
-  while (checker_.ok() && net_.PopDue(step_, &env)) Deliver(std::move(env));
+  while (checker_.ok() && net_.PopDue(step_, &env)) {
+    auto to = nodes_.find(env.msg.to);
+    if (to != nodes_.end() && to->second->alive() &&
+        to->second->paused(tick_)) {
+      to->second->backlog.push_back(std::move(env));
+      continue;
+    }
+    Deliver(std::move(env));
+  }
   if (step_ % p_.steps_per_tick == 0) {
     tick_++;
-    // Uniform ticks: every live member's clock advances together.
+    // Uniform ticks: every running member's clock advances together.
     for (auto& [id, n] : nodes_) {
-      if (n->alive()) n->raw->Tick();
+      if (n->alive() && !n->paused(tick_)) n->raw->Tick();
     }
     PerTickActions();
   }
   for (auto& [id, n] : nodes_) {
     if (!checker_.ok()) return;
-    if (n->alive()) HandleReadies(*n);
+    if (n->alive() && !n->paused(tick_)) HandleReadies(*n);
   }
   for (NodeId id : to_stop_) Stop(id);
   to_stop_.clear();
@@ -387,7 +408,8 @@ void SimCluster::RecordCommits(SimNode& n) {
   if (lo <= commit) {
     auto ents = st.Entries(lo, commit + 1, UINT64_MAX);
     KEEL_CHECK(ents.ok()) << ents.status().ToString();
-    for (const Entry& e : *ents) checker_.OnCommitted(n.id, e);
+    Term seen_in = st.GetHardState().term;
+    for (const Entry& e : *ents) checker_.OnCommitted(n.id, e, seen_in);
   }
   n.commit_recorded = commit;
 }
@@ -438,7 +460,7 @@ void SimCluster::InstallSnapshot(SimNode& n, const raft::Snapshot& snap) {
     Log(fmt::format("member {} installs snapshot {}/{} {}", n.id, md.term,
                     md.index, DescribeConf(n.conf)));
   }
-  checker_.OnSnapshot(n.id, md.index, md.term, n.sm.hash);
+  checker_.OnSnapshot(n.id, md.index, md.term, n.sm.hash, n.raw->term());
   // A removed member stops once it is out of every configuration (it may
   // still be in the outgoing half of a joint one).
   for (NodeId id : n.sm.removed) {
@@ -475,7 +497,7 @@ void SimCluster::ApplyEntry(SimNode& n, const Entry& e) {
   }
   n.sm.hash = NextStateHash(n.sm.hash, digest);
   n.sm.applied = e.index;
-  checker_.OnApplied(n.id, e, n.sm.hash);
+  checker_.OnApplied(n.id, e, n.sm.hash, n.raw->term());
   max_applied_ = std::max(max_applied_, e.index);
   if (e.type == EntryType::kConfChange) {
     raft::ConfChange cc;

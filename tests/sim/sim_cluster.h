@@ -70,6 +70,7 @@ struct SimStats {
   uint64_t reads = 0;
   uint64_t reads_served = 0;
   uint64_t crashes = 0;
+  uint64_t pauses = 0;
   uint64_t conf_changes_proposed = 0;
   uint64_t conf_changes_applied = 0;
   uint64_t transfers = 0;
@@ -114,6 +115,9 @@ struct SimNode {
   raft::Index commit_recorded = 0;  // commits of this disk fed to the checker
   uint64_t incarnation = 0;
   bool stopped = false;  // removed from the cluster, for good
+  // Paused until this tick: no ticks, and messages wait in `backlog`.
+  uint64_t paused_until_tick = 0;
+  std::vector<Envelope> backlog;
 
   // Volatile: lost on a crash.
   std::unique_ptr<SeededRng> rng;
@@ -131,6 +135,7 @@ struct SimNode {
   std::vector<NodeId> failed_snapshot_reports;
 
   bool alive() const { return raw != nullptr; }
+  bool paused(uint64_t tick) const { return tick < paused_until_tick; }
 };
 
 class SimCluster {
@@ -163,8 +168,9 @@ class SimCluster {
   void Start(SimNode& n);
   void Crash(SimNode& n, const char* why);
   void Stop(NodeId id);
+  // Running and not paused: those a client or an operator can talk to.
   std::vector<SimNode*> LiveMembers();
-  SimNode* FindLeader();
+  SimNode* FindLeader();  // among LiveMembers()
 
   // The step loop (sim_cluster.cc).
   void StepOnce();

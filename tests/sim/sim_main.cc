@@ -34,12 +34,13 @@ void PrintTotals(const keel::sim::RunnerSummary& s) {
   std::cout << fmt::format(
       "sim: totals: {} ticks, {} messages ({} dropped), {} leaders, {} "
       "proposals ({} refused, {} timed out, {} committed), {} reads ({} "
-      "served), {} crashes, {} conf changes ({} applied), {} members added, "
+      "served), {} crashes, {} pauses, {} conf changes ({} applied), {} "
+      "members added, "
       "{} removed, {} transfers, {} snapshots installed; {} seeds with lease "
       "reads\n",
       t.ticks, t.messages, t.dropped, t.leaders, t.proposals,
       t.proposals_refused, t.proposals_timed_out, t.writes_committed, t.reads,
-      t.reads_served, t.crashes, t.conf_changes_proposed,
+      t.reads_served, t.crashes, t.pauses, t.conf_changes_proposed,
       t.conf_changes_applied, t.members_added, t.members_removed, t.transfers,
       t.snapshots_installed, s.lease_read_seeds);
 }

@@ -53,6 +53,9 @@ SimParams DrawParams(uint64_t seed, Rng* rng) {
   p.crash_rate = MaybeRate(rng, 0.3, 0.002, 0.03);
   p.restart_rate = 0.02 + 0.2 * static_cast<double>(rng->Uniform(11)) / 10;
   p.crash_in_ready_rate = MaybeRate(rng, 0.5, 0.0005, 0.01);
+  p.pause_rate = MaybeRate(rng, 0.5, 0.002, 0.02);
+  if (p.lease_reads) p.pause_rate = 0;
+  p.pause_max_ticks = static_cast<int>(rng->Range(1, 3 * p.election_tick));
 
   p.propose_rate = 0.1 + 0.9 * static_cast<double>(rng->Uniform(11)) / 10;
   p.read_rate = MaybeRate(rng, 0.2, 0.05, 0.8);

@@ -74,6 +74,7 @@ std::vector<uint64_t*> Fields(SimStats* s) {
           &s->reads,
           &s->reads_served,
           &s->crashes,
+          &s->pauses,
           &s->conf_changes_proposed,
           &s->conf_changes_applied,
           &s->transfers,

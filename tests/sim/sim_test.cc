@@ -151,10 +151,10 @@ TEST(SafetyChecker, TwoLeadersInOneTerm) {
 TEST(SafetyChecker, DivergentApply) {
   SafetyChecker c;
   uint64_t h = NextStateHash(0, EntryDigest(E(2, 1, "a")));
-  c.OnApplied(1, E(2, 1, "a"), h);
-  c.OnApplied(2, E(2, 1, "a"), h);
+  c.OnApplied(1, E(2, 1, "a"), h, 1);
+  c.OnApplied(2, E(2, 1, "a"), h, 1);
   EXPECT_TRUE(c.ok());
-  c.OnApplied(3, E(2, 1, "b"), NextStateHash(0, EntryDigest(E(2, 1, "b"))));
+  c.OnApplied(3, E(2, 1, "b"), NextStateHash(0, EntryDigest(E(2, 1, "b"))), 1);
   EXPECT_FALSE(c.ok());
 }
 
@@ -186,7 +186,7 @@ TEST(SafetyChecker, OverwritingACommittedEntry) {
   c.BeforeAppend(1, st, ents);
   ASSERT_TRUE(st.Append(ents).ok());
   c.AfterAppend(1, st, ents);
-  c.OnCommitted(1, E(2, 1, "y"));
+  c.OnCommitted(1, E(2, 1, "y"), 1);
   // Rewriting the same entry is fine; replacing it is not.
   c.BeforeAppend(1, st, {E(2, 1, "y")});
   EXPECT_TRUE(c.ok());
@@ -214,8 +214,8 @@ TEST(SafetyChecker, LogMatching) {
 
 TEST(SafetyChecker, LeaderCompleteness) {
   SafetyChecker c;
-  c.OnCommitted(1, E(1, 1));
-  c.OnCommitted(1, E(2, 1));
+  c.OnCommitted(1, E(1, 1), 1);
+  c.OnCommitted(1, E(2, 1), 1);
   MemoryStorage complete, short_log, wrong_term;
   ASSERT_TRUE(complete.Append({E(1, 1), E(2, 1), E(3, 2)}).ok());
   ASSERT_TRUE(short_log.Append({E(1, 1)}).ok());
@@ -228,6 +228,11 @@ TEST(SafetyChecker, LeaderCompleteness) {
   SafetyChecker c3 = c;
   c3.OnNewLeader(3, 3, wrong_term);
   EXPECT_FALSE(c3.ok());
+  // A leader of term 1 (seen late) need not hold what term 1 committed
+  // after it lost office.
+  SafetyChecker c4 = c;
+  c4.OnNewLeader(4, 1, short_log);
+  EXPECT_TRUE(c4.ok());
 }
 
 // ---- The network ----
