@@ -8,6 +8,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libspdlog-dev libfmt-dev libcli11-dev
   librocksdb-dev
+  protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
+  etcd-server etcd-client
 )
 
 missing=()
