@@ -345,6 +345,33 @@ TEST(PaperElection, SimultaneousStartElectsOneLeaderForManySeeds) {
   }
 }
 
+// §5.4.1: "Raft uses the voting process to prevent a candidate from
+// winning an election unless its log contains all committed entries. A
+// candidate must contact a majority of the cluster in order to be elected,
+// which means that every committed entry must be present in at least one
+// of those servers." End to end: a member that missed committed entries
+// rejoins with a higher term; it may force an election, but cannot win it.
+TEST(PaperElection, LaggingMemberWithHigherTermCannotWin) {
+  Network nt({1, 2, 3});
+  SCOPED_TRACE(nt.SeedInfo());
+  nt.Campaign(1);
+  nt.Isolate(3);
+  for (int i = 0; i < 5; i++) ASSERT_TRUE(nt.Propose(1, "c").ok());
+  const Index commit = nt.storage(1).GetHardState().commit;
+  nt.Tick(3, 30);
+  ASSERT_GT(nt.node(3).term(), nt.node(1).term());
+  nt.Recover();
+  for (int i = 0; i < 100; i++) {
+    nt.TickAll(1);
+    ASSERT_NE(nt.node(3).role(), StateRole::kLeader) << "round " << i;
+  }
+  NodeId lead = nt.TickUntilAgreedLeader(100);
+  ASSERT_NE(lead, kNone);
+  EXPECT_NE(lead, 3u);
+  EXPECT_GE(nt.storage(3).GetHardState().commit, commit);
+  nt.ExpectLogsMatch(lead);
+}
+
 // §5.4.2 / Figure 8 caption: a new leader appends an entry of its own term
 // at the start of its term (§8: "each leader commit a blank no-op entry
 // into the log at the start of its term").

@@ -201,5 +201,85 @@ TEST(PaperSafety, Figure8OldTermEntryCommittedWithCurrentTermEntry) {
   }
 }
 
+// Figure 3's guarantees under churn: "Election Safety: at most one leader
+// can be elected in a given term", "Log Matching", "State Machine Safety:
+// if a server has applied a log entry at a given index to its state
+// machine, no other server will ever apply a different log entry for the
+// same index." The harness checks these on every Ready while partitions
+// and message loss come and go; once healed, the cluster must converge
+// (liveness) to identical logs.
+TEST(PaperSafety, PartitionChurnKeepsFigure3Properties) {
+  for (uint64_t seed = 1; seed <= 20; seed++) {
+    SeededRng rng(seed);
+    const bool pre_vote = seed & 1;
+    const bool check_quorum = seed & 2;
+    Network nt(
+        {1, 2, 3, 4, 5},
+        [&](Config* c) {
+          c->pre_vote = pre_vote;
+          c->check_quorum = check_quorum;
+        },
+        seed);
+    SCOPED_TRACE(::testing::Message()
+                 << nt.SeedInfo() << " pre_vote=" << pre_vote
+                 << " check_quorum=" << check_quorum);
+    int proposed = 0;
+    for (int round = 0; round < 600; round++) {
+      if (rng.Chance(0.08)) {
+        nt.Recover();
+        switch (rng.Uniform(4)) {
+          case 0:  // isolate one member, often the leader
+            nt.Isolate(rng.Chance(0.5) && nt.Leader() != kNone
+                           ? nt.Leader()
+                           : 1 + rng.Uniform(5));
+            break;
+          case 1: {  // split into two random sides
+            std::vector<NodeId> ids = nt.ids();
+            for (NodeId a : ids) {
+              for (NodeId b : ids) {
+                if (a < b &&
+                    ((a + seed + round) % 2) != ((b + seed + round) % 2)) {
+                  nt.Cut(a, b);
+                }
+              }
+            }
+            break;
+          }
+          case 2:  // lossy links
+            for (NodeId a : nt.ids()) {
+              for (NodeId b : nt.ids()) {
+                if (a != b) nt.Drop(a, b, 0.2);
+              }
+            }
+            break;
+          default:  // healed
+            break;
+        }
+      }
+      if (rng.Chance(0.5)) {
+        NodeId l = nt.Leader();
+        if (l != kNone) {
+          (void)nt.Propose(
+              l, "s" + std::to_string(seed) + "r" + std::to_string(round));
+          proposed++;
+        }
+      }
+      nt.TickAll(1);
+    }
+    nt.Recover();
+    NodeId lead = nt.TickUntilAgreedLeader(500);
+    ASSERT_NE(lead, kNone);
+    ASSERT_TRUE(nt.Propose(lead, "final").ok());
+    nt.TickAll(5);
+    nt.ExpectLogsMatch(lead);
+    for (NodeId id : nt.ids()) {
+      ASSERT_FALSE(nt.peer(id).applied_entries.empty());
+      EXPECT_EQ(nt.peer(id).applied_entries.back().data, "final")
+          << "peer " << id;
+    }
+    EXPECT_GT(proposed, 0);
+  }
+}
+
 }  // namespace
 }  // namespace keel::raft::test
