@@ -266,8 +266,13 @@ Status ImportSnapshot(const std::string& path, Backend* b) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::IOError("open " + path);
   const Status bad = Status::Corruption("snapshot " + path + " is damaged");
+  std::error_code ec;
+  uint64_t remaining = fs::file_size(path, ec);
+  if (ec) return Status::IOError("stat " + path);
   uint32_t crc = 0;
   auto read = [&](size_t n, std::string* out) {
+    if (n > remaining) return false;  // a damaged length
+    remaining -= n;
     out->resize(n);
     if (n > 0 && !in.read(out->data(), static_cast<std::streamsize>(n))) {
       return false;
