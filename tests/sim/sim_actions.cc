@@ -377,19 +377,43 @@ bool SimCluster::Converged(std::string* why) {
 void SimCluster::RunLiveness() {
   Heal();
   uint64_t start = tick_;
+  // The bound grows with the backlog left by the faulty phase: with the
+  // smallest flow-control windows (one entry per message, one or two
+  // messages in flight) replication moves about one entry per tick.
+  raft::Index last = 0, commit = UINT64_MAX;
+  for (auto& [id, n] : nodes_) {
+    if (n->stopped) continue;
+    last = std::max(last, n->storage->LastIndex());
+    commit = std::min(commit, n->storage->GetHardState().commit);
+  }
+  uint64_t backlog = last > commit ? last - commit : 0;
+  uint64_t bound = static_cast<uint64_t>(p_.liveness_bound_ticks) + 2 * backlog;
   std::string why = "not checked";
   while (checker_.ok()) {
     StepOnce();
     if (step_ % p_.steps_per_tick != 0) continue;
     if (Converged(&why)) {
+      // Every write acknowledged to a client (applied somewhere) is now
+      // applied on every member of the configuration.
+      raft::Index applied = FindLeader()->sm.applied;
+      for (const auto& [id, pr] : proposals_) {
+        if (pr.applied_index > applied) {
+          checker_.Fail(
+              fmt::format("acknowledged write w{} at index {} is "
+                          "missing after convergence at {}",
+                          id, pr.applied_index, applied));
+          return;
+        }
+      }
       stats_.liveness_ticks = tick_ - start;
       if (tracing()) Log("converged");
       return;
     }
-    if (tick_ - start > static_cast<uint64_t>(p_.liveness_bound_ticks)) {
+    if (tick_ - start > bound) {
       checker_.Fail(fmt::format(
-          "liveness: no convergence within {} ticks after healing: {}",
-          p_.liveness_bound_ticks, why));
+          "liveness: no convergence within {} ticks after healing (backlog "
+          "{} entries): {}",
+          bound, backlog, why));
     }
   }
 }

@@ -243,6 +243,29 @@ void SafetyChecker::OnNewLeader(NodeId id, Term term,
   }
 }
 
+void SafetyChecker::OnRestart(NodeId id, const raft::MemoryStorage& storage) {
+  Index commit = storage.GetHardState().commit;
+  Index first = storage.FirstIndex();
+  if (commit > storage.LastIndex()) {
+    Fail(
+        fmt::format("member {} restarts with commit index {} beyond its log "
+                    "(last index {})",
+                    id, commit, storage.LastIndex()));
+    return;
+  }
+  for (Index i = first; i <= commit && i < slots_.size(); i++) {
+    if (!slots_[i].committed) continue;
+    auto t = storage.TermAt(i);
+    if (!t.ok() || *t != slots_[i].term) {
+      Fail(
+          fmt::format("member {} restarts without committed entry {} (term "
+                      "{}) on its disk",
+                      id, i, slots_[i].term));
+      return;
+    }
+  }
+}
+
 void SafetyChecker::OnReadState(NodeId id, const std::string& ctx,
                                 Index read_index, Index required) {
   if (read_index < required) {

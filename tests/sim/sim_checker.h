@@ -74,6 +74,9 @@ class SafetyChecker {
   // The member's state is a snapshot at (index, term) with state `hash`.
   void OnSnapshot(NodeId id, Index index, Term term, uint64_t hash,
                   Term seen_in);
+  // The member restarts from `storage`: every entry up to its persisted
+  // commit index must still be there (or under its snapshot), unchanged.
+  void OnRestart(NodeId id, const raft::MemoryStorage& storage);
   // `id` is leader of `term`; `storage` holds its whole log. Checked once
   // per leader and term, when the simulator first sees it lead (which may
   // be late, e.g. after a pause: hence the seen_in terms).

@@ -148,6 +148,7 @@ void SimCluster::Start(SimNode& n) {
   }
   n.sm.applied = snap->metadata.index;
   n.conf = snap->metadata.conf_state;
+  checker_.OnRestart(n.id, *n.storage);
   n.rng = std::make_unique<SeededRng>(rng_.Next());
   raft::Config c;
   c.id = n.id;
@@ -329,7 +330,7 @@ bool SimCluster::HandleReady(SimNode& n) {
   bool early_send = options_.inject == Injection::kEarlySend;
   double crash_rate = early_send ? 0.05 : p_.crash_in_ready_rate;
   if (faults_on_ && crash_rate > 0 && rng_.Chance(crash_rate)) {
-    switch (rng_.Uniform(3)) {
+    switch (rng_.Uniform(4)) {
       case 0:
         if (leader || early_send) {
           // A leader may send before its own write is durable (thesis
@@ -340,6 +341,19 @@ bool SimCluster::HandleReady(SimNode& n) {
         }
         [[fallthrough]];
       case 1:
+        if (p_.torn_writes && rd.snapshot.IsEmpty() && !rd.entries.empty()) {
+          // A torn WAL tail: the entries are written before the hard state,
+          // and only a prefix of them survives.
+          Ready torn;
+          torn.entries.assign(
+              rd.entries.begin(),
+              rd.entries.begin() + rng_.Range(0, rd.entries.size()));
+          Persist(n, torn);
+          Crash(n, "torn write: a prefix of the entries, no hard state");
+          return false;
+        }
+        [[fallthrough]];
+      case 2:
         Crash(n, "before persisting a Ready");
         return false;
       default:

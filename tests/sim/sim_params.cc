@@ -53,6 +53,7 @@ SimParams DrawParams(uint64_t seed, Rng* rng) {
   p.crash_rate = MaybeRate(rng, 0.3, 0.002, 0.03);
   p.restart_rate = 0.02 + 0.2 * static_cast<double>(rng->Uniform(11)) / 10;
   p.crash_in_ready_rate = MaybeRate(rng, 0.5, 0.0005, 0.01);
+  p.torn_writes = rng->Chance(0.5);
   p.pause_rate = MaybeRate(rng, 0.5, 0.002, 0.02);
   if (p.lease_reads) p.pause_rate = 0;
   p.pause_max_ticks = static_cast<int>(rng->Range(1, 3 * p.election_tick));
@@ -65,7 +66,7 @@ SimParams DrawParams(uint64_t seed, Rng* rng) {
   p.snapshot_min_gap = static_cast<int>(rng->Range(1, 30));
   p.compact_keep = static_cast<int>(rng->Range(0, 10));
 
-  p.fault_ticks = static_cast<int>(rng->Range(150, 400));
+  p.fault_ticks = static_cast<int>(rng->Range(150, 700));
   // Several election rounds (split votes, disruptive rejoins without
   // pre-vote) plus snapshot catch-up for far-behind members.
   p.liveness_bound_ticks = 40 * p.election_tick + 100;

@@ -52,6 +52,9 @@ struct SimParams {
   double crash_rate = 0;           // per tick, per cluster
   double restart_rate = 0.1;       // per tick, per crashed member
   double crash_in_ready_rate = 0;  // per Ready handled
+  // A crash in a Ready may keep a prefix of its entries but not its hard
+  // state, as a torn WAL tail does.
+  bool torn_writes = false;
   // A member stops (no ticks, no messages handled) for a while, as in a
   // long GC pause or a stalled disk. Never with lease reads: a paused clock
   // is unbounded drift, which a lease cannot survive by design.
