@@ -48,6 +48,7 @@
 #include "mvcc/backend.h"
 #include "mvcc/errors.h"
 #include "mvcc/key_index.h"
+#include "mvcc/rw_lock.h"
 #include "mvcc/thread_annotations.h"
 #include "mvcc/types.h"
 
@@ -162,7 +163,8 @@ class Store {
   const StoreOptions options_;
 
   mutable std::mutex write_mu_ ACQUIRED_BEFORE(mu_);
-  mutable std::shared_mutex mu_;
+  // Writer-preferring, so reads cannot starve the apply thread.
+  mutable RwLock mu_;
   // Shared so a long export keeps a replaced database open until done.
   std::shared_ptr<Backend> backend_ GUARDED_BY(mu_);
   std::unique_ptr<State> state_ GUARDED_BY(mu_);
