@@ -1,0 +1,404 @@
+"""Real server processes on loopback for the end-to-end tests.
+
+A Cluster is 1 or 3 members of one implementation ("etcd" or "keel"), each a
+child process started with etcd's flags, listening on free 127.0.0.1 ports,
+with its data directory and log file under a pytest tmp_path.  Everything is
+polled with a deadline; nothing waits with a bare sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Optional, TypeVar
+
+REPO = Path(__file__).resolve().parents[2]
+ETCD_BIN = os.environ.get("KEEL_E2E_ETCD_BIN", "/usr/bin/etcd")
+ETCDCTL_BIN = os.environ.get("KEEL_E2E_ETCDCTL_BIN", "/usr/bin/etcdctl")
+
+
+def keel_bin() -> str:
+    return os.environ.get("KEEL_BIN", str(REPO / "build" / "src" / "cmd" / "keel"))
+
+
+def server_bin(target: str) -> str:
+    if target == "etcd":
+        return ETCD_BIN
+    if target == "keel":
+        return keel_bin()
+    raise ValueError(f"unknown target {target!r}")
+
+
+# Fast timings for the suite (the defaults are exercised by one test).
+HEARTBEAT_MS = 50
+ELECTION_MS = 500
+
+T = TypeVar("T")
+
+
+class Timeout(AssertionError):
+    pass
+
+
+def wait_for(cond: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Polls cond() until it returns a truthy value or the deadline passes.
+
+    Exceptions raised by cond count as "not yet"; the last one is reported."""
+    deadline = time.monotonic() + timeout
+    last_exc: Optional[BaseException] = None
+    last_val = None
+    while True:
+        try:
+            val = cond()
+            if val:
+                return val
+            last_val = val
+        except Exception as e:  # noqa: BLE001 - any failure means "not yet"
+            last_exc = e
+        if time.monotonic() >= deadline:
+            detail = f"last error: {last_exc!r}" if last_exc else f"last value: {last_val!r}"
+            raise Timeout(f"timed out after {timeout}s waiting for {what}; {detail}")
+        time.sleep(interval)
+
+
+_ports_lock = threading.Lock()
+_ports_given: set[int] = set()
+
+
+def free_port() -> int:
+    """A loopback port the kernel says is free, never handed out twice by this process."""
+    with _ports_lock:
+        for _ in range(100):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            finally:
+                s.close()
+            if port not in _ports_given:
+                _ports_given.add(port)
+                return port
+    raise RuntimeError("no free port")
+
+
+# ---------------------------------------------------------------------------
+# etcdctl
+
+
+class CtlResult:
+    def __init__(self, args: list[str], proc: subprocess.CompletedProcess):
+        self.args = args
+        self.rc = proc.returncode
+        self.out = proc.stdout
+        self.err = proc.stderr
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+    def json(self):
+        return json.loads(self.out)
+
+    def error_line(self) -> str:
+        """The 'Error: ...' line etcdctl prints for a failed command ('' if none)."""
+        for line in self.err.splitlines():
+            if line.startswith("Error:"):
+                return line[len("Error:"):].strip()
+        return ""
+
+    def __repr__(self) -> str:
+        return (f"etcdctl {' '.join(self.args)} -> rc={self.rc}\n"
+                f"--- stdout ---\n{self.out}--- stderr ---\n{self.err}")
+
+
+def etcdctl(endpoints: Iterable[str] | str, *args: str, input: Optional[str] = None,
+            timeout: float = 20, command_timeout: str = "5s") -> CtlResult:
+    if isinstance(endpoints, str):
+        endpoints = [endpoints]
+    argv = [ETCDCTL_BIN, "--endpoints=" + ",".join(endpoints), "--dial-timeout=2s",
+            "--command-timeout=" + command_timeout, *args]
+    env = dict(os.environ, ETCDCTL_API="3")
+    # etcdctl reads ETCDCTL_* variables; never let a stray one change a test.
+    for k in list(env):
+        if k.startswith("ETCDCTL_") and k != "ETCDCTL_API":
+            del env[k]
+    proc = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout, env=env)
+    return CtlResult(list(args), proc)
+
+
+def ctl_ok(endpoints, *args: str, **kw) -> CtlResult:
+    r = etcdctl(endpoints, *args, **kw)
+    assert r.ok, repr(r)
+    return r
+
+
+# ---------------------------------------------------------------------------
+# members and clusters
+
+
+class Member:
+    def __init__(self, cluster: "Cluster", name: str, base: Path):
+        self.cluster = cluster
+        self.name = name
+        self.client_port = free_port()
+        self.peer_port = free_port()
+        self.data_dir = base / f"{name}.data"
+        self.log_path = base / f"{name}.log"
+        self.proc: Optional[subprocess.Popen] = None
+        self.starts = 0
+        self._log_file = None
+
+    @property
+    def client_url(self) -> str:
+        return f"http://127.0.0.1:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    def argv(self) -> list[str]:
+        c = self.cluster
+        argv = [
+            server_bin(c.target),
+            "--name", self.name,
+            "--data-dir", str(self.data_dir),
+            "--listen-client-urls", self.client_url,
+            "--advertise-client-urls", self.client_url,
+            "--listen-peer-urls", self.peer_url,
+            "--initial-advertise-peer-urls", self.peer_url,
+            "--initial-cluster", c.initial_cluster(),
+            "--initial-cluster-state", "new",
+            "--initial-cluster-token", c.token,
+            "--log-level", c.log_level,
+        ]
+        if c.heartbeat_ms is not None:
+            argv += ["--heartbeat-interval", str(c.heartbeat_ms)]
+        if c.election_ms is not None:
+            argv += ["--election-timeout", str(c.election_ms)]
+        for k, v in c.extra_flags.items():
+            argv += [f"--{k}", str(v)]
+        return argv
+
+    def start(self) -> None:
+        assert not self.running(), f"{self.name} is already running"
+        self.starts += 1
+        self._log_file = open(self.log_path, "ab")
+        self._log_file.write(f"\n===== start #{self.starts}: {' '.join(self.argv())}\n".encode())
+        self._log_file.flush()
+        # Both servers read ETCD_* variables as flags: only ours count.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
+        self.proc = subprocess.Popen(
+            self.argv(), stdout=self._log_file, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """kill -9, then reap."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(timeout=10)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def wait_exit(self, timeout: float) -> int:
+        """Waits for a process that is expected to exit by itself; returns its exit code."""
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.poll() is not None and self._log_file is not None:
+                self._log_file.close()
+                self._log_file = None
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_since_last_start(self) -> str:
+        text = self.log()
+        i = text.rfind("\n===== start #")
+        return text[i:] if i >= 0 else text
+
+    def ctl(self, *args: str, **kw) -> CtlResult:
+        return etcdctl(self.endpoint, *args, **kw)
+
+    def ctl_ok(self, *args: str, **kw) -> CtlResult:
+        return ctl_ok(self.endpoint, *args, **kw)
+
+    def status(self) -> dict:
+        """`endpoint status -w json` of this member: the Status object."""
+        r = self.ctl_ok("endpoint", "status", "-w", "json", command_timeout="2s")
+        return r.json()[0]["Status"]
+
+    def healthy(self) -> bool:
+        if not self.running():
+            raise AssertionError(f"{self.name} exited with {self.proc.returncode if self.proc else None}")
+        r = self.ctl("endpoint", "health", "-w", "json", command_timeout="2s", timeout=10)
+        if not r.ok:
+            return False
+        return bool(r.json()[0].get("health"))
+
+    def client(self, timeout: float = 5):
+        import etcd3  # Debian's python3-etcd3
+        return etcd3.client(host="127.0.0.1", port=self.client_port, timeout=timeout)
+
+    def wait_healthy(self, timeout: float = 20) -> None:
+        wait_for(self.healthy, timeout, f"{self.name} ({self.endpoint}) to be healthy")
+
+
+class Cluster:
+    def __init__(self, target: str, base: Path, size: int = 1, *,
+                 heartbeat_ms: Optional[int] = HEARTBEAT_MS,
+                 election_ms: Optional[int] = ELECTION_MS,
+                 log_level: Optional[str] = None,
+                 extra_flags: Optional[dict] = None):
+        self.target = target
+        self.base = Path(base)
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.heartbeat_ms = heartbeat_ms
+        self.election_ms = election_ms
+        self.log_level = log_level or "info"
+        self.extra_flags = dict(extra_flags or {})
+        self.token = f"e2e-{os.getpid()}-{id(self):x}"
+        self.members = [Member(self, f"m{i}", self.base) for i in range(size)]
+        _live_clusters.append(self)
+
+    # -- topology
+
+    def initial_cluster(self) -> str:
+        return ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [m.endpoint for m in self.members]
+
+    def running_members(self) -> list[Member]:
+        return [m for m in self.members if m.running()]
+
+    def __getitem__(self, i: int) -> Member:
+        return self.members[i]
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    @property
+    def election_s(self) -> float:
+        return (self.election_ms or 1000) / 1000.0
+
+    # -- lifecycle
+
+    def start(self, timeout: float = 30) -> "Cluster":
+        for m in self.members:
+            m.start()
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 30) -> int:
+        """Every running member healthy and agreeing on one leader; returns the leader's id."""
+        deadline = time.monotonic() + timeout
+        for m in self.running_members():
+            m.wait_healthy(max(1.0, deadline - time.monotonic()))
+        return self.wait_leader(max(1.0, deadline - time.monotonic()))
+
+    def leader_ids(self, members: Optional[list[Member]] = None) -> set[int]:
+        ids = set()
+        for m in members or self.running_members():
+            ids.add(int(m.status()["leader"]))
+        return ids
+
+    def wait_leader(self, timeout: float, exclude: Optional[int] = None) -> int:
+        def one_leader():
+            ids = self.leader_ids()
+            if len(ids) == 1:
+                (lid,) = ids
+                if lid != 0 and lid != exclude and lid in self.member_ids_running():
+                    return lid
+            return None
+        return wait_for(one_leader, timeout, "one leader agreed on by every running member")
+
+    def member_ids_running(self) -> set[int]:
+        return {int(m.status()["header"]["member_id"]) for m in self.running_members()}
+
+    def member_by_id(self, member_id: int) -> Member:
+        for m in self.running_members():
+            if int(m.status()["header"]["member_id"]) == member_id:
+                return m
+        raise KeyError(member_id)
+
+    def leader(self, timeout: float = 10) -> Member:
+        return self.member_by_id(self.wait_leader(timeout))
+
+    def stop(self) -> None:
+        for m in self.members:
+            m.kill()
+
+    def logs(self, tail: int = 120) -> str:
+        out = []
+        for m in self.members:
+            lines = m.log().splitlines()
+            out.append(f"----- {self.target} {m.name} ({m.endpoint}) log, last {tail} lines "
+                       f"of {len(lines)} ({m.log_path}) -----")
+            out.extend(lines[-tail:])
+        return "\n".join(out)
+
+
+_live_clusters: list[Cluster] = []
+
+
+def live_clusters() -> list[Cluster]:
+    return list(_live_clusters)
+
+
+def forget_cluster(c: Cluster) -> None:
+    if c in _live_clusters:
+        _live_clusters.remove(c)
+
+
+# ---------------------------------------------------------------------------
+# output helpers
+
+
+def b64(s: str) -> str:
+    import base64
+    return base64.b64encode(s.encode()).decode()
+
+
+def unb64(s: str) -> str:
+    import base64
+    return base64.b64decode(s).decode()
+
+
+def decode_kvs(resp: dict) -> list[dict]:
+    """The kvs of a `get -w json` response with key and value decoded to str."""
+    out = []
+    for kv in resp.get("kvs", []):
+        kv = dict(kv)
+        kv["key"] = unb64(kv["key"])
+        kv["value"] = unb64(kv.get("value", ""))
+        out.append(kv)
+    return out
+
+
+def simple_pairs(out: str) -> list[tuple[str, str]]:
+    """The (key, value) pairs of a `get` in the simple format."""
+    lines = out.splitlines()
+    assert len(lines) % 2 == 0, f"odd number of lines in {out!r}"
+    return [(lines[i], lines[i + 1]) for i in range(0, len(lines), 2)]
