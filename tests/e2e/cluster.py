@@ -402,3 +402,85 @@ def simple_pairs(out: str) -> list[tuple[str, str]]:
     lines = out.splitlines()
     assert len(lines) % 2 == 0, f"odd number of lines in {out!r}"
     return [(lines[i], lines[i + 1]) for i in range(0, len(lines), 2)]
+
+
+# ---------------------------------------------------------------------------
+# background load
+
+
+class LoadWriter:
+    """A thread that puts <prefix><n> = "v<n>" through some members, round robin,
+    moving to the next member on an error, and records the writes acknowledged.
+
+    Writes that failed may or may not have been applied: only acknowledged ones
+    must survive.  Bounded by max_writes and by the caller's stop()."""
+
+    def __init__(self, members: list[Member], prefix: str, max_writes: int = 100000,
+                 rpc_timeout: float = 2.0):
+        self.members = list(members)
+        self.prefix = prefix
+        self.max_writes = max_writes
+        self.rpc_timeout = rpc_timeout
+        self.acked: dict[str, str] = {}
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"load-{prefix}", daemon=True)
+        self._lock = threading.Lock()
+
+    def start(self) -> "LoadWriter":
+        self._thread.start()
+        return self
+
+    def acked_count(self) -> int:
+        with self._lock:
+            return len(self.acked)
+
+    def _run(self) -> None:
+        clients = [m.client(timeout=self.rpc_timeout) for m in self.members]
+        try:
+            i = 0
+            n = 0
+            while not self._stop.is_set() and n < self.max_writes:
+                k, v = f"{self.prefix}{n:06d}", f"v{n}"
+                try:
+                    clients[i % len(clients)].put(k, v)
+                    with self._lock:
+                        self.acked[k] = v
+                except Exception as e:  # noqa: BLE001 - any failure: not acknowledged
+                    self.errors.append(f"{k} via {self.members[i % len(clients)].name}: {e!r}"[:300])
+                    i += 1
+                    # a failed write is not retried under the same key (it may have been applied)
+                    self._stop.wait(0.01)
+                n += 1
+        finally:
+            for c in clients:
+                try:
+                    c.close()
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def stop(self) -> dict[str, str]:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        assert not self._thread.is_alive(), "load writer did not stop"
+        with self._lock:
+            return dict(self.acked)
+
+
+def pipelined_puts(member: Member, items: list[tuple[str, str]], window: int = 64, timeout: float = 30) -> None:
+    """Puts many keys quickly through one member, `window` requests in flight (gRPC futures)."""
+    from etcd3 import etcdrpc
+    c = member.client(timeout=timeout)
+    try:
+        pending = []
+        for k, v in items:
+            pending.append(c.kvstub.Put.future(etcdrpc.PutRequest(key=k.encode(), value=v.encode()),
+                                               timeout=timeout))
+            if len(pending) >= window:
+                for f in pending:
+                    f.result()
+                pending = []
+        for f in pending:
+            f.result()
+    finally:
+        c.close()
