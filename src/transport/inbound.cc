@@ -82,7 +82,25 @@ void InboundConn::OnHello() {
   if (hello_.kind == StreamKind::kMessages) {
     spdlog::info("transport: peer {} connected from {}", hello_.from, remote_);
   }
+  last_read_ = std::chrono::steady_clock::now();
+  CheckSilence();
   ReadMore();
+}
+
+void InboundConn::CheckSilence() {
+  const auto timeout = ctx_->opts().peer_timeout;
+  hello_timer_.expires_after(timeout / 2);
+  hello_timer_.async_wait(
+      [self = shared_from_this(), timeout](asio::error_code ec) {
+        if (ec || self->closed_) return;
+        // While a sink call runs we are not reading: the silence is ours.
+        if (self->busy_) self->last_read_ = std::chrono::steady_clock::now();
+        if (std::chrono::steady_clock::now() - self->last_read_ > timeout) {
+          self->Drop("silent for " + std::to_string(timeout.count()) + " ms");
+          return;
+        }
+        self->CheckSilence();
+      });
 }
 
 void InboundConn::ReadMore() {
@@ -112,6 +130,7 @@ void InboundConn::OnRead(asio::error_code ec, size_t n) {
     Close();
     return;
   }
+  last_read_ = std::chrono::steady_clock::now();
   decoder_.Append(read_buf_.data(), n);
   ctx_->stats().Update(hello_.from,
                        [n](PeerStats& s) { s.bytes_received += n; });

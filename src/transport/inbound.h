@@ -15,6 +15,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <deque>
 #include <memory>
 #include <string>
@@ -38,6 +39,9 @@ class InboundConn : public std::enable_shared_from_this<InboundConn> {
   enum class SnapState { kHeader, kChunks, kDone };
 
   void OnHello();
+  // Drops the connection if nothing arrived for opts.peer_timeout while we
+  // were waiting for bytes.
+  void CheckSilence();
   void ReadMore();
   void OnRead(asio::error_code ec, size_t n);
   // Handles buffered frames until a sink call is in flight or more bytes
@@ -59,8 +63,9 @@ class InboundConn : public std::enable_shared_from_this<InboundConn> {
   Context* const ctx_;
   asio::ip::tcp::socket socket_;
   const uint64_t conn_id_;
-  std::string remote_;  // "ip:port", for logs
-  asio::steady_timer hello_timer_;
+  std::string remote_;              // "ip:port", for logs
+  asio::steady_timer hello_timer_;  // handshake deadline, then silence
+  std::chrono::steady_clock::time_point last_read_;
   std::string hello_buf_;
   Hello hello_;
   bool accepted_ = false;

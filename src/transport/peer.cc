@@ -137,6 +137,7 @@ void Peer::OnDialed(Status s, tcp::socket socket, const std::string& url) {
   ctx_->stats().Update(id_, [](PeerStats& s) { s.connected = true; });
   spdlog::info("transport: connected to peer {} at {}", id_, url);
   decoder_.Reset();
+  last_heard_ = Clock::now();
   ReadMore();
   ping_due_ = true;  // a first RTT sample at once
   SchedulePing();
@@ -270,6 +271,7 @@ void Peer::OnRead(asio::error_code ec, size_t n) {
       Fail("unexpected frame on message stream");
       return;
     }
+    last_heard_ = Clock::now();
     const uint64_t sent = DecodeFixed64(f.body.data());
     const auto sample = std::chrono::duration_cast<std::chrono::microseconds>(
         std::chrono::nanoseconds(NowNanos() - sent));
@@ -285,6 +287,12 @@ void Peer::SchedulePing() {
   ping_timer_.async_wait(
       [self = shared_from_this(), gen = generation_](asio::error_code ec) {
         if (ec || gen != self->generation_) return;
+        const auto timeout = self->ctx_->opts().peer_timeout;
+        if (Clock::now() - self->last_heard_ > timeout) {
+          self->Fail("no answer to pings for " +
+                     std::to_string(timeout.count()) + " ms");
+          return;
+        }
         self->ping_due_ = true;
         self->Flush();
         self->SchedulePing();

@@ -107,6 +107,7 @@ class Peer : public std::enable_shared_from_this<Peer> {
   bool ping_due_ = false;
   std::string out_;  // the batch being written
   size_t out_msgs_ = 0;
+  std::chrono::steady_clock::time_point last_heard_;  // connect or pong
   std::array<char, 16 * 1024> read_buf_;
   FrameDecoder decoder_{64};  // only pongs come back
   std::shared_ptr<SnapshotSender> snapshot_;

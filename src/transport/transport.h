@@ -120,8 +120,12 @@ struct Options {
   // to between half and all of its value.
   std::chrono::milliseconds backoff_min{50};
   std::chrono::milliseconds backoff_max{2000};
-  // Pings measure round-trip time and detect a dead connection early.
+  // Pings measure round-trip time and keep the connection audibly alive.
   std::chrono::milliseconds ping_interval{1000};
+  // A connection silent for this long is dead (half-open TCP, hung peer):
+  // the dialler hears no pong, the listener no frame. Keep it well above
+  // ping_interval.
+  std::chrono::milliseconds peer_timeout{5000};
   // A snapshot send fails when no chunk moves for this long.
   std::chrono::milliseconds snapshot_idle_timeout{30000};
   // Seeds the backoff jitter; 0 derives a seed from local_id and the clock.

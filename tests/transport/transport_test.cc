@@ -195,6 +195,7 @@ class BlackHole {
   }
   ~BlackHole() { close(fd_); }
   std::string url() const { return "127.0.0.1:" + std::to_string(port_); }
+  int fd() const { return fd_; }
 
  private:
   int fd_;
@@ -301,6 +302,73 @@ TEST(TransportTest, GarbageOnTheListenerClosesOnlyThatConnection) {
   for (uint64_t i = 0; i < 10; i++) a.t->Send({App(1, 2, i)});
   ASSERT_TRUE(WaitFor([&] { return b.handler.Count() == 10; }));
   ExpectInOrder(b.handler, 1, 10);
+}
+
+TEST(TransportTest, SilentInboundConnectionIsDropped) {
+  LogCapture logs;
+  Member b(2, 0xc1, 0, [](Options& o) { o.peer_timeout = 200ms; });
+  ASSERT_TRUE(b.t->Start().ok());
+  Hello h;
+  h.cluster_id = 0xc1;
+  h.from = 1;
+  h.to = 2;
+  std::string hello;
+  EncodeHello(h, &hello);
+  // Handshakes, then says nothing: no pings, no messages.
+  EXPECT_TRUE(ListenerClosesAfter(b.t->port(), hello));
+  EXPECT_TRUE(logs.Contains("silent for 200 ms"));
+}
+
+// Accepts one connection, completes the handshake as member 2, then never
+// answers a ping (a hung peer).
+class MutePeer {
+ public:
+  MutePeer() {
+    thread_ = std::thread([this] {
+      int conn = accept(hole_fd(), nullptr, nullptr);
+      if (conn < 0) return;
+      char buf[kHelloSize];
+      size_t got = 0;
+      while (got < kHelloSize) {
+        ssize_t n = read(conn, buf + got, kHelloSize - got);
+        if (n <= 0) break;
+        got += n;
+      }
+      HelloAck ack;
+      ack.cluster_id = 0xc1;
+      ack.member_id = 2;
+      std::string out;
+      EncodeHelloAck(ack, &out);
+      (void)!write(conn, out.data(), out.size());
+      // Swallow whatever comes until the dialler gives up.
+      while (read(conn, buf, sizeof buf) > 0) {
+      }
+      close(conn);
+    });
+  }
+  ~MutePeer() {
+    shutdown(hole_fd(), SHUT_RDWR);
+    thread_.join();
+  }
+  std::string url() const { return hole_.url(); }
+
+ private:
+  int hole_fd() const { return hole_.fd(); }
+  BlackHole hole_;
+  std::thread thread_;
+};
+
+TEST(TransportTest, PeerThatStopsAnsweringIsDeclaredDown) {
+  MutePeer mute;
+  Member a(1, 0xc1, 0, [](Options& o) {
+    o.ping_interval = 20ms;
+    o.peer_timeout = 200ms;
+  });
+  ASSERT_TRUE(a.t->Start().ok());
+  a.t->AddPeer(2, {mute.url()});
+  ASSERT_TRUE(WaitFor([&] { return a.t->Stats(2).connected; }));
+  ASSERT_TRUE(WaitFor([&] { return !a.t->Stats(2).connected; }));
+  ASSERT_TRUE(WaitFor([&] { return a.handler.Unreachable(2) >= 1; }));
 }
 
 TEST(TransportTest, StartOnATakenPortFailsClearly) {
