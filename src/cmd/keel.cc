@@ -1,106 +1,68 @@
-// keel: a member of a keel cluster.
+// keel: one member of a keel cluster, serving the etcd v3 API.
 //
-// At this stage keel runs the consensus core as a single member on a real
-// clock: it elects itself, commits its term's entry and keeps ticking. The
-// etcd v3 client API, peers and the data directory come with the server
-// work (see README). Flags use etcd's names and defaults.
-#include <CLI/CLI.hpp>
+// Flags and ETCD_* variables as etcd's (src/server/config.h). With no
+// flags: a single member named "default" on localhost:2379 (clients) and
+// localhost:2380 (peers), data in ./default.etcd. SIGINT/SIGTERM stop it
+// cleanly; kill -9 loses nothing that was acknowledged.
 #include <spdlog/spdlog.h>
 
-#include <atomic>
-#include <chrono>
 #include <csignal>
-#include <cstdlib>
-#include <random>
-#include <thread>
+#include <cstdio>
 
-#include "raft/raw_node.h"
-
-namespace {
-
-std::atomic<bool> g_stop{false};
-
-void OnSignal(int) { g_stop = true; }
-
-}  // namespace
+#include "api/services.h"
+#include "server/config.h"
+#include "server/server.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"keel: a strongly consistent key-value store (etcd v3 API)"};
-  std::string name = "default";
-  std::string data_dir;
-  int heartbeat_ms = 100;
-  int election_ms = 1000;
-  std::string log_level = "info";
-  app.add_option("--name", name, "Human-readable name for this member")
-      ->envname("ETCD_NAME");
-  app.add_option("--data-dir", data_dir, "Path to the data directory")
-      ->envname("ETCD_DATA_DIR");
-  app.add_option("--heartbeat-interval", heartbeat_ms,
-                 "Time (in milliseconds) of a heartbeat interval")
-      ->envname("ETCD_HEARTBEAT_INTERVAL");
-  app.add_option("--election-timeout", election_ms,
-                 "Time (in milliseconds) for an election to timeout")
-      ->envname("ETCD_ELECTION_TIMEOUT");
-  app.add_option("--log-level", log_level,
-                 "Configures log level: debug, info, warn, error")
-      ->envname("ETCD_LOG_LEVEL");
-  CLI11_PARSE(app, argc, argv);
-  if (data_dir.empty()) data_dir = name + ".etcd";
-  if (heartbeat_ms <= 0 || election_ms < 5 * heartbeat_ms) {
-    spdlog::critical(
-        "--election-timeout[{}ms] should be at least 5 times as "
-        "--heartbeat-interval[{}ms]",
-        election_ms, heartbeat_ms);
-    return 1;
-  }
-  spdlog::set_level(spdlog::level::from_str(log_level));
-
-  using namespace keel::raft;
-  MemoryStorage storage;
-  Snapshot boot;
-  boot.metadata = {ConfState{{1}, {}, {}, {}, false}, 1, 1};
-  (void)storage.ApplySnapshot(boot);
-  storage.SetHardState({1, kNone, 1});
-  keel::SeededRng rng(std::random_device{}());
-  Config config;
-  config.id = 1;
-  config.storage = &storage;
-  config.rng = &rng;
-  config.applied = 1;
-  config.heartbeat_tick = 1;
-  config.election_tick = election_ms / heartbeat_ms;
-  config.pre_vote = true;
-  config.check_quorum = true;
-  auto node = RawNode::Create(config);
-  if (!node.ok()) {
-    spdlog::critical("cannot start: {}", node.status().ToString());
-    return 1;
-  }
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
-  spdlog::info("starting keel member name={} data-dir={} (in memory for now)",
-               name, data_dir);
-  auto tick = std::chrono::milliseconds(heartbeat_ms);
-  auto next = std::chrono::steady_clock::now() + tick;
-  while (!g_stop) {
-    std::this_thread::sleep_until(next);
-    next += tick;
-    (*node)->Tick();
-    while ((*node)->HasReady()) {
-      Ready rd = (*node)->GetReady();
-      if (rd.soft_state) {
-        spdlog::info("raft: member {} is {} at term {}, leader {}", name,
-                     StateRoleName(rd.soft_state->role), (*node)->term(),
-                     rd.soft_state->lead);
-      }
-      (void)storage.Append(rd.entries);
-      if (!rd.hard_state.IsEmpty()) storage.SetHardState(rd.hard_state);
-      for (const Entry& e : rd.committed_entries) {
-        spdlog::debug("applied entry {} of term {}", e.index, e.term);
-      }
-      (*node)->Advance(rd);
+  auto config = keel::server::ParseFlags(argc, argv);
+  if (!config.ok()) {
+    if (config.status().IsNotFound()) {  // --help, --version
+      std::printf("%s\n", config.status().message().c_str());
+      return 0;
     }
+    std::fprintf(stderr, "keel: %s\n", config.status().message().c_str());
+    return 1;
   }
-  spdlog::info("stopping keel member {}", name);
+  const std::string& level = config->log_level;
+  spdlog::set_level(level == "debug" ? spdlog::level::debug
+                    : level == "warn" ? spdlog::level::warn
+                    : level == "error" ? spdlog::level::err
+                    : (level == "panic" || level == "fatal")
+                        ? spdlog::level::critical
+                        : spdlog::level::info);
+
+  // Signals are taken synchronously by this thread, so block them before
+  // any other thread starts (threads inherit the mask).
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto server = keel::server::Server::Open(*config);
+  if (!server.ok()) {
+    spdlog::critical("cannot start member {}: {}", config->name,
+                     server.status().message());
+    return 1;
+  }
+  keel::Status st = (*server)->Start();
+  if (!st.ok()) {
+    spdlog::critical("cannot start member {}: {}", config->name, st.message());
+    return 1;
+  }
+  auto api = keel::api::ClientApi::Start(server->get());
+  if (!api.ok()) {
+    spdlog::critical("cannot start member {}: {}", config->name,
+                     api.status().message());
+    (*server)->Stop();
+    return 1;
+  }
+  spdlog::info("keel member {} ({:x}) of cluster {:x} is ready", config->name,
+               (*server)->member_id(), (*server)->cluster_id());
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("received signal {}, stopping", sig);
+  (*api)->Shutdown();
+  (*server)->Stop();
   return 0;
 }

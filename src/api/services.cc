@@ -1,0 +1,130 @@
+#include "api/services.h"
+
+#include <grpcpp/health_check_service_interface.h>
+#include <spdlog/spdlog.h>
+
+#include <climits>
+
+#include "api/errors.h"
+
+namespace keel::api {
+
+grpc::Status ToGrpc(const Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  for (const EtcdError& e : kAllEtcdErrors) {
+    if (s.message() == e.message) return e.ToStatus();
+  }
+  // Not one of etcd's errors: a storage failure or a bug. etcd answers
+  // these as Unknown with the error text.
+  return grpc::Status(grpc::StatusCode::UNKNOWN, s.message());
+}
+
+grpc::Status KvService::Range(grpc::ServerContext*,
+                              const etcdserverpb::RangeRequest* r,
+                              etcdserverpb::RangeResponse* out) {
+  return ToGrpc(s_->Range(*r, out));
+}
+
+grpc::Status KvService::Put(grpc::ServerContext*,
+                            const etcdserverpb::PutRequest* r,
+                            etcdserverpb::PutResponse* out) {
+  return ToGrpc(s_->Put(*r, out));
+}
+
+grpc::Status KvService::DeleteRange(grpc::ServerContext*,
+                                    const etcdserverpb::DeleteRangeRequest* r,
+                                    etcdserverpb::DeleteRangeResponse* out) {
+  return ToGrpc(s_->DeleteRange(*r, out));
+}
+
+grpc::Status KvService::Txn(grpc::ServerContext*,
+                            const etcdserverpb::TxnRequest* r,
+                            etcdserverpb::TxnResponse* out) {
+  return ToGrpc(s_->Txn(*r, out));
+}
+
+grpc::Status KvService::Compact(grpc::ServerContext*,
+                                const etcdserverpb::CompactionRequest* r,
+                                etcdserverpb::CompactionResponse* out) {
+  return ToGrpc(s_->Compact(*r, out));
+}
+
+grpc::Status MaintenanceService::Status(grpc::ServerContext*,
+                                        const etcdserverpb::StatusRequest*,
+                                        etcdserverpb::StatusResponse* out) {
+  return ToGrpc(s_->MemberStatus(out));
+}
+
+grpc::Status MaintenanceService::Alarm(grpc::ServerContext*,
+                                       const etcdserverpb::AlarmRequest* r,
+                                       etcdserverpb::AlarmResponse* out) {
+  return ToGrpc(s_->Alarm(*r, out));
+}
+
+grpc::Status MaintenanceService::HashKV(grpc::ServerContext*,
+                                        const etcdserverpb::HashKVRequest* r,
+                                        etcdserverpb::HashKVResponse* out) {
+  return ToGrpc(s_->HashKV(*r, out));
+}
+
+grpc::Status ClusterService::MemberList(
+    grpc::ServerContext*, const etcdserverpb::MemberListRequest* r,
+    etcdserverpb::MemberListResponse* out) {
+  return ToGrpc(s_->MemberList(*r, out));
+}
+
+ClientApi::ClientApi(server::Server* s) : kv_(s), maintenance_(s), cluster_(s) {}
+
+ClientApi::~ClientApi() { Shutdown(); }
+
+void ClientApi::Shutdown() {
+  if (grpc_) {
+    grpc_->Shutdown(std::chrono::system_clock::now() +
+                    std::chrono::seconds(2));
+    grpc_.reset();
+  }
+}
+
+Result<std::unique_ptr<ClientApi>> ClientApi::Start(server::Server* s) {
+  std::unique_ptr<ClientApi> api(new ClientApi(s));
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder b;
+  const auto& urls = s->config().listen_client_urls;
+  api->ports_.assign(urls.size(), 0);
+  for (size_t i = 0; i < urls.size(); i++) {
+    if (urls[i].scheme != "http") {
+      return Status::InvalidArgument("--listen-client-urls " +
+                                     urls[i].String() +
+                                     ": only http:// is supported yet");
+    }
+    b.AddListeningPort(urls[i].HostPort(), grpc::InsecureServerCredentials(),
+                       &api->ports_[i]);
+  }
+  // etcd lets a request be this much larger than --max-request-bytes at the
+  // gRPC layer, so that its own check answers with its own message.
+  constexpr int kGrpcOverheadBytes = 512 * 1024;
+  b.SetMaxReceiveMessageSize(
+      static_cast<int>(std::min<uint64_t>(
+          s->config().max_request_bytes + kGrpcOverheadBytes, INT_MAX)));
+  b.SetMaxSendMessageSize(INT_MAX);
+  b.RegisterService(&api->kv_);
+  b.RegisterService(&api->maintenance_);
+  b.RegisterService(&api->cluster_);
+  api->grpc_ = b.BuildAndStart();
+  if (!api->grpc_) {
+    std::string list;
+    for (const auto& u : urls) list += (list.empty() ? "" : ",") + u.String();
+    return Status::IOError("cannot listen for client traffic on " + list +
+                           " (address in use or not available?)");
+  }
+  for (size_t i = 0; i < urls.size(); i++) {
+    if (api->ports_[i] == 0) {
+      return Status::IOError("cannot listen for client traffic on " +
+                             urls[i].String());
+    }
+    spdlog::info("serving client traffic on {}", urls[i].String());
+  }
+  return api;
+}
+
+}  // namespace keel::api

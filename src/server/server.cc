@@ -1,0 +1,891 @@
+#include "server/server.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "api/errors.h"
+#include "mvcc/request_check.h"
+#include "raft/codec.h"
+#include "server/convert.h"
+
+namespace keel::server {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+Status EtcdErr(const api::EtcdError& e) {
+  return Status::FailedPrecondition(e.message);
+}
+
+// A snapshot payload file being read by the transport; removed afterwards.
+class FileSource : public transport::ByteSource {
+ public:
+  FileSource(std::string path, bool remove_after)
+      : path_(std::move(path)), in_(path_, std::ios::binary),
+        remove_after_(remove_after) {}
+  ~FileSource() override {
+    in_.close();
+    if (remove_after_) fs::remove(path_);
+  }
+  bool ok() const { return in_.good(); }
+  Result<size_t> Read(char* buf, size_t n) override {
+    in_.read(buf, static_cast<std::streamsize>(n));
+    if (in_.bad()) return Status::IOError("reading " + path_);
+    return static_cast<size_t>(in_.gcount());
+  }
+
+ private:
+  std::string path_;
+  std::ifstream in_;
+  bool remove_after_;
+};
+
+// A received snapshot payload: written to <final>.tmp, fsynced and renamed
+// on Finish; removed if abandoned.
+class FileSink : public transport::ByteSink {
+ public:
+  explicit FileSink(std::string final_path)
+      : final_(std::move(final_path)), tmp_(final_ + ".tmp") {
+    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  }
+  ~FileSink() override {
+    if (fd_ >= 0) ::close(fd_);
+    if (!finished_) fs::remove(tmp_);
+  }
+  bool ok() const { return fd_ >= 0; }
+  Status Write(std::string_view data) override {
+    while (!data.empty()) {
+      ssize_t n = ::write(fd_, data.data(), data.size());
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return Status::IOError("writing " + tmp_ + ": " + strerror(errno));
+      }
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    return Status::OK();
+  }
+  Status Finish() override {
+    if (::fsync(fd_) != 0) {
+      return Status::IOError("fsync " + tmp_ + ": " + strerror(errno));
+    }
+    ::close(fd_);
+    fd_ = -1;
+    std::error_code ec;
+    fs::rename(tmp_, final_, ec);
+    if (ec) return Status::IOError("rename " + tmp_ + ": " + ec.message());
+    int dfd = ::open(fs::path(final_).parent_path().c_str(),
+                     O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      ::fsync(dfd);
+      ::close(dfd);
+    }
+    finished_ = true;
+    return Status::OK();
+  }
+
+ private:
+  std::string final_;
+  std::string tmp_;
+  int fd_ = -1;
+  bool finished_ = false;
+};
+
+bool HasWrites(const etcdserverpb::TxnRequest& r) { return !IsReadOnly(r); }
+
+Status CheckRangeKey(const std::string& key) {
+  return key.empty() ? EtcdErr(api::kErrEmptyKey) : Status::OK();
+}
+
+// etcd's checks on a txn before it is proposed (v3rpc/key.go).
+Status CheckTxn(const etcdserverpb::TxnRequest& r, uint64_t max_ops) {
+  if (static_cast<uint64_t>(r.compare_size()) > max_ops ||
+      static_cast<uint64_t>(r.success_size()) > max_ops ||
+      static_cast<uint64_t>(r.failure_size()) > max_ops) {
+    return EtcdErr(api::kErrTooManyOps);
+  }
+  for (const auto& c : r.compare()) KEEL_RETURN_IF_ERROR(CheckRangeKey(c.key()));
+  auto check_ops = [&](const auto& ops) -> Status {
+    for (const auto& op : ops) {
+      switch (op.request_case()) {
+        case etcdserverpb::RequestOp::kRequestRange:
+          KEEL_RETURN_IF_ERROR(CheckRangeKey(op.request_range().key()));
+          break;
+        case etcdserverpb::RequestOp::kRequestPut:
+          KEEL_RETURN_IF_ERROR(CheckRangeKey(op.request_put().key()));
+          break;
+        case etcdserverpb::RequestOp::kRequestDeleteRange:
+          KEEL_RETURN_IF_ERROR(CheckRangeKey(op.request_delete_range().key()));
+          break;
+        case etcdserverpb::RequestOp::kRequestTxn:
+          KEEL_RETURN_IF_ERROR(CheckTxn(op.request_txn(), max_ops));
+          break;
+        case etcdserverpb::RequestOp::REQUEST_NOT_SET:
+          break;
+      }
+    }
+    return Status::OK();
+  };
+  KEEL_RETURN_IF_ERROR(check_ops(r.success()));
+  return check_ops(r.failure());
+}
+
+std::string AlarmName(int32_t t) {
+  switch (t) {
+    case 1: return "NOSPACE";
+    case 2: return "CORRUPT";
+    default: return "NONE";
+  }
+}
+
+}  // namespace
+
+Server::Server(const ServerConfig& config) : config_(config) {}
+
+Server::~Server() { Stop(); }
+
+std::string Server::SnapDir() const {
+  return (fs::path(config_.data_dir) / "member" / "snap").string();
+}
+
+Result<std::unique_ptr<Server>> Server::Open(const ServerConfig& config) {
+  std::unique_ptr<Server> s(new Server(config));
+  KEEL_RETURN_IF_ERROR(s->OpenStorage());
+  return s;
+}
+
+Status Server::OpenStorage() {
+  fs::path member = fs::path(config_.data_dir) / "member";
+  fs::path wal_dir = member / "wal";
+  std::error_code ec;
+  bool exists = fs::exists(wal_dir, ec) && !fs::is_empty(wal_dir, ec);
+  if (fs::exists(config_.data_dir, ec) && !fs::is_directory(config_.data_dir)) {
+    return Status::InvalidArgument("--data-dir " + config_.data_dir +
+                                   " exists and is not a directory");
+  }
+  if (!exists && fs::exists(member / "kv", ec)) {
+    return Status::Corruption(
+        "data directory " + config_.data_dir +
+        " has a key-value store but no write-ahead log (" + wal_dir.string() +
+        "): refusing to start over it");
+  }
+  fs::create_directories(member, ec);
+  if (ec) {
+    return Status::IOError("cannot create data directory " + member.string() +
+                           ": " + ec.message());
+  }
+  fs::permissions(config_.data_dir, fs::perms::owner_all,
+                  fs::perm_options::replace, ec);
+
+  std::vector<uint64_t> ids;
+  for (const auto& [name, urls] : config_.initial_cluster) {
+    ids.push_back(ComputeMemberId(urls, config_.initial_cluster_token));
+  }
+  uint64_t want_member = ComputeMemberId(config_.initial_advertise_peer_urls,
+                                         config_.initial_cluster_token);
+  uint64_t want_cluster = ComputeClusterId(ids);
+  if (!exists && config_.initial_cluster_state == "existing") {
+    return Status::FailedPrecondition(
+        "joining an existing cluster (--initial-cluster-state existing) with "
+        "an empty data directory is not supported by this version of keel");
+  }
+
+  wal::DiskStorageOptions o;
+  o.dir = member.string();
+  if (!exists) o.metadata = {want_member, want_cluster};
+  auto storage = wal::DiskStorage::Open(wal::Env::Posix(), o);
+  if (!storage.ok()) {
+    return Status(storage.status().code() == Status::Code::kCorruption
+                      ? Status::Corruption("opening " + o.dir + ": " +
+                                           storage.status().message())
+                      : Status::IOError("opening " + o.dir + ": " +
+                                        storage.status().message()));
+  }
+  storage_ = std::move(storage).value();
+  member_id_ = storage_->metadata().member_id;
+  cluster_id_ = storage_->metadata().cluster_id;
+  if (exists && member_id_ != want_member) {
+    spdlog::warn(
+        "data directory {} belongs to member {:x} of cluster {:x}; the flags "
+        "describe member {:x}: resuming as {:x} (flags for a new cluster are "
+        "ignored on restart, as etcd does)",
+        config_.data_dir, member_id_, cluster_id_, want_member, member_id_);
+  }
+
+  mvcc::StoreOptions so;
+  auto store = mvcc::Store::Open((member / "kv").string(), so);
+  if (!store.ok()) {
+    return Status::Corruption("opening the key-value store " +
+                              (member / "kv").string() + ": " +
+                              store.status().message());
+  }
+  store_ = std::move(store).value();
+
+  if (!exists) {
+    KEEL_RETURN_IF_ERROR(Bootstrap());
+  } else {
+    auto snap = storage_->GetSnapshot();
+    if (!snap.ok()) return snap.status();
+    ClusterState cs;
+    if (!cs.Decode(snap->data)) {
+      return Status::Corruption("the cluster state in the raft snapshot at "
+                                "index " +
+                                std::to_string(snap->metadata.index) + " in " +
+                                SnapDir() + " cannot be decoded");
+    }
+    std::lock_guard lock(state_mu_);
+    cluster_ = std::move(cs);
+  }
+  ReplayMembership();
+  spdlog::info("member {:x} of cluster {:x}: data directory {}, applied index "
+               "{}, revision {}",
+               member_id_, cluster_id_, config_.data_dir, AppliedIndex(),
+               store_->CurrentRevision());
+  return Status::OK();
+}
+
+Status Server::Bootstrap() {
+  ClusterState cs;
+  cs.cluster_id = cluster_id_;
+  raft::ConfState conf;
+  for (const auto& [name, urls] : config_.initial_cluster) {
+    MemberInfo m;
+    m.id = ComputeMemberId(urls, config_.initial_cluster_token);
+    m.name = name;
+    for (const Url& u : urls) m.peer_urls.push_back(u.String());
+    if (m.id == member_id_) {
+      for (const Url& u : config_.advertise_client_urls) {
+        m.client_urls.push_back(u.String());
+      }
+    }
+    conf.voters.push_back(m.id);
+    cs.members[m.id] = m;
+  }
+  std::sort(conf.voters.begin(), conf.voters.end());
+  raft::Snapshot snap;
+  snap.data = cs.Encode();
+  snap.metadata = {conf, 1, 1};
+  KEEL_RETURN_IF_ERROR(storage_->ApplySnapshot(snap));
+  KEEL_RETURN_IF_ERROR(storage_->SetHardState({1, raft::kNone, 1}));
+  std::lock_guard lock(state_mu_);
+  cluster_ = std::move(cs);
+  return Status::OK();
+}
+
+void Server::ReplayMembership() {
+  // Entries after the snapshot that the store already applied will not be
+  // delivered again by Raft; their effect on the cluster state is redone
+  // here (it is idempotent).
+  uint64_t from = storage_->FirstIndex();
+  uint64_t to = std::min<uint64_t>(AppliedIndex(), storage_->LastIndex());
+  for (uint64_t i = from; i <= to;) {
+    auto ents = storage_->Entries(i, to + 1, 16 << 20);
+    if (!ents.ok() || ents->empty()) break;
+    for (const raft::Entry& e : *ents) {
+      if (e.type == raft::EntryType::kConfChange) {
+        raft::ConfChange cc;
+        if (raft::DecodeConfChange(e.data, &cc)) {
+          ApplyConfChange(e, cc, raft::ConfState{});
+        }
+      } else if (!e.data.empty()) {
+        internal::Request req;
+        if (req.ParseFromString(e.data) &&
+            (req.has_member_attributes() || req.has_alarm())) {
+          ApplyClusterChange(req, nullptr);
+        }
+      }
+      i = e.index + 1;
+    }
+  }
+}
+
+Status Server::Start() {
+  RaftNodeOptions ro;
+  ro.id = member_id_;
+  ro.heartbeat_ms = config_.heartbeat_ms;
+  ro.election_ticks = std::max(2, config_.election_ms / config_.heartbeat_ms);
+  ro.pre_vote = config_.pre_vote;
+  ro.snapshot_count = config_.snapshot_count;
+  ro.snapshot_catchup_entries =
+      std::min<uint64_t>(5000, std::max<uint64_t>(1, config_.snapshot_count));
+  ro.seed = std::random_device{}();
+  node_ = std::make_unique<RaftNode>(ro, storage_.get(), this, this);
+
+  transport::Options to;
+  to.cluster_id = cluster_id_;
+  to.local_id = member_id_;
+  to.listen_url = config_.listen_peer_urls[0].String();
+  transport_ = std::make_unique<transport::Transport>(to, this, this);
+  {
+    std::lock_guard lock(state_mu_);
+    for (const auto& [id, m] : cluster_.members) {
+      if (id != member_id_) transport_->AddPeer(id, m.peer_urls);
+    }
+  }
+  KEEL_RETURN_IF_ERROR(transport_->Start());
+  KEEL_RETURN_IF_ERROR(node_->Start());
+  started_ = true;
+  publish_thread_ = std::thread([this] { PublishLoop(); });
+  return Status::OK();
+}
+
+void Server::Stop() {
+  {
+    std::lock_guard lock(publish_mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  publish_cv_.notify_all();
+  if (publish_thread_.joinable()) publish_thread_.join();
+  if (node_) node_->Stop();
+  if (transport_) transport_->Stop();
+  std::lock_guard lock(wait_mu_);
+  for (auto& [id, p] : waiters_) {
+    auto r = std::make_shared<ApplyResult>();
+    r->status = EtcdErr(api::kErrStopped);
+    p.set_value(r);
+  }
+  waiters_.clear();
+}
+
+void Server::PublishLoop() {
+  // Make our name and client URLs known to the cluster (etcd "publishes"
+  // them the same way), retrying until it commits.
+  while (true) {
+    internal::Request req;
+    auto* a = req.mutable_member_attributes();
+    a->set_member_id(member_id_);
+    a->set_name(config_.name);
+    for (const Url& u : config_.advertise_client_urls) {
+      a->add_client_urls(u.String());
+    }
+    auto r = ProposeAndWait(std::move(req));
+    if (r.ok() && (*r)->status.ok()) {
+      spdlog::info("published member {:x} name={} to cluster {:x}",
+                   member_id_, config_.name, cluster_id_);
+      return;
+    }
+    std::unique_lock lock(publish_mu_);
+    if (publish_cv_.wait_for(lock, 500ms, [this] { return stopping_; })) {
+      return;
+    }
+  }
+}
+
+// ---------------- request path ----------------
+
+Result<std::shared_ptr<ApplyResult>> Server::ProposeAndWait(
+    internal::Request req) {
+  uint64_t id = next_request_id_++;
+  req.set_id(id);
+  req.set_member_id(member_id_);
+  std::string data = req.SerializeAsString();
+  if (data.size() > config_.max_request_bytes) {
+    return EtcdErr(api::kErrRequestTooLarge);
+  }
+  auto deadline = std::chrono::steady_clock::now() + RequestTimeout();
+  std::future<std::shared_ptr<ApplyResult>> done;
+  {
+    std::lock_guard lock(wait_mu_);
+    done = waiters_[id].get_future();
+  }
+  auto forget = [&] {
+    std::lock_guard lock(wait_mu_);
+    waiters_.erase(id);
+  };
+  while (true) {
+    Status st = node_->Propose(data).get();
+    if (st.ok()) break;
+    if (!st.IsProposalDropped()) {
+      forget();
+      return st;
+    }
+    // No leader yet (an election is under way): wait for one and retry.
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left <= 0ms || !node_->WaitForLeader(left)) {
+      forget();
+      return EtcdErr(api::kErrNoLeader);
+    }
+    if (node_->GetStatus().leader != 0 &&
+        std::chrono::steady_clock::now() < deadline) {
+      // The leader may still refuse (a transfer in progress): back off.
+      std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(
+          left, std::chrono::milliseconds(config_.heartbeat_ms)));  // retry
+    }
+  }
+  if (done.wait_until(deadline) != std::future_status::ready) {
+    forget();
+    return EtcdErr(api::kErrTimeout);
+  }
+  return done.get();
+}
+
+Status Server::WaitReadIndex() {
+  auto f = node_->ReadIndex();
+  if (f.wait_for(RequestTimeout()) != std::future_status::ready) {
+    return EtcdErr(api::kErrTimeout);
+  }
+  Status st = f.get();
+  if (st.ok()) return st;
+  if (st.message() == api::kErrNoLeader.message) return EtcdErr(api::kErrNoLeader);
+  return EtcdErr(api::kErrStopped);
+}
+
+void Server::FillHeader(etcdserverpb::ResponseHeader* h,
+                        int64_t revision) const {
+  h->set_cluster_id(cluster_id_);
+  h->set_member_id(member_id_);
+  h->set_revision(revision);
+  h->set_raft_term(node_ ? node_->GetStatus().term : 0);
+}
+
+Status Server::Range(const etcdserverpb::RangeRequest& r,
+                     etcdserverpb::RangeResponse* out) {
+  KEEL_RETURN_IF_ERROR(CheckRangeKey(r.key()));
+  if (!r.serializable()) KEEL_RETURN_IF_ERROR(WaitReadIndex());
+  auto res = store_->Range(FromPb(r));
+  if (!res.ok()) return res.status();
+  ToPb(*res, out);
+  FillHeader(out->mutable_header(), res->header.revision);
+  return Status::OK();
+}
+
+bool Server::OverQuota() const {
+  return store_->Stats().size_bytes > static_cast<uint64_t>(config_.QuotaBytes());
+}
+
+void Server::RaiseNoSpaceAlarm() {
+  {
+    std::lock_guard lock(state_mu_);
+    if (cluster_.alarms.count({member_id_, 1})) return;
+  }
+  spdlog::warn("database space exceeded: {} bytes over the quota of {} bytes; "
+               "raising the NOSPACE alarm",
+               store_->Stats().size_bytes, config_.QuotaBytes());
+  internal::Request req;
+  auto* a = req.mutable_alarm();
+  a->set_action(etcdserverpb::AlarmRequest::ACTIVATE);
+  a->set_memberid(member_id_);
+  a->set_alarm(etcdserverpb::NOSPACE);
+  req.set_member_id(member_id_);
+  req.set_id(next_request_id_++);
+  (void)node_->Propose(req.SerializeAsString());
+}
+
+Status Server::Put(const etcdserverpb::PutRequest& r,
+                   etcdserverpb::PutResponse* out) {
+  KEEL_RETURN_IF_ERROR(CheckRangeKey(r.key()));
+  KEEL_RETURN_IF_ERROR(mvcc::ValidatePut(FromPb(r)));
+  {
+    std::lock_guard lock(state_mu_);
+    if (cluster_.HasAlarm(AlarmType::kNoSpace)) return EtcdErr(api::kErrNoSpace);
+  }
+  if (OverQuota()) {
+    RaiseNoSpaceAlarm();
+    return EtcdErr(api::kErrNoSpace);
+  }
+  internal::Request req;
+  *req.mutable_put() = r;
+  auto res = ProposeAndWait(std::move(req));
+  if (!res.ok()) return res.status();
+  if (!(*res)->status.ok()) return (*res)->status;
+  *out = (*res)->put;
+  FillHeader(out->mutable_header(), (*res)->put.header().revision());
+  return Status::OK();
+}
+
+Status Server::DeleteRange(const etcdserverpb::DeleteRangeRequest& r,
+                           etcdserverpb::DeleteRangeResponse* out) {
+  KEEL_RETURN_IF_ERROR(CheckRangeKey(r.key()));
+  internal::Request req;
+  *req.mutable_delete_range() = r;
+  auto res = ProposeAndWait(std::move(req));
+  if (!res.ok()) return res.status();
+  if (!(*res)->status.ok()) return (*res)->status;
+  *out = (*res)->delete_range;
+  FillHeader(out->mutable_header(), (*res)->delete_range.header().revision());
+  return Status::OK();
+}
+
+Status Server::Txn(const etcdserverpb::TxnRequest& r,
+                   etcdserverpb::TxnResponse* out) {
+  KEEL_RETURN_IF_ERROR(CheckTxn(r, config_.max_txn_ops));
+  mvcc::TxnRequest m = FromPb(r);
+  KEEL_RETURN_IF_ERROR(mvcc::ValidateTxn(m));
+  if (!HasWrites(r)) {
+    KEEL_RETURN_IF_ERROR(WaitReadIndex());
+    auto res = store_->ReadTxn(m);
+    if (!res.ok()) return res.status();
+    ToPb(*res, out);
+    FillHeader(out->mutable_header(), res->header.revision);
+    return Status::OK();
+  }
+  {
+    std::lock_guard lock(state_mu_);
+    if (cluster_.HasAlarm(AlarmType::kNoSpace)) return EtcdErr(api::kErrNoSpace);
+  }
+  if (OverQuota()) {
+    RaiseNoSpaceAlarm();
+    return EtcdErr(api::kErrNoSpace);
+  }
+  internal::Request req;
+  *req.mutable_txn() = r;
+  auto res = ProposeAndWait(std::move(req));
+  if (!res.ok()) return res.status();
+  if (!(*res)->status.ok()) return (*res)->status;
+  *out = (*res)->txn;
+  FillHeader(out->mutable_header(), (*res)->txn.header().revision());
+  return Status::OK();
+}
+
+Status Server::Compact(const etcdserverpb::CompactionRequest& r,
+                       etcdserverpb::CompactionResponse* out) {
+  internal::Request req;
+  *req.mutable_compaction() = r;
+  auto res = ProposeAndWait(std::move(req));
+  if (!res.ok()) return res.status();
+  if (!(*res)->status.ok()) return (*res)->status;
+  FillHeader(out->mutable_header(), (*res)->revision);
+  return Status::OK();
+}
+
+Status Server::Alarm(const etcdserverpb::AlarmRequest& r,
+                     etcdserverpb::AlarmResponse* out) {
+  if (r.action() == etcdserverpb::AlarmRequest::GET) {
+    std::lock_guard lock(state_mu_);
+    for (const auto& [id, type] : cluster_.alarms) {
+      if (r.alarm() != etcdserverpb::NONE && r.alarm() != type) continue;
+      auto* a = out->add_alarms();
+      a->set_memberid(id);
+      a->set_alarm(static_cast<etcdserverpb::AlarmType>(type));
+    }
+    FillHeader(out->mutable_header(), store_->CurrentRevision());
+    return Status::OK();
+  }
+  internal::Request req;
+  *req.mutable_alarm() = r;
+  auto res = ProposeAndWait(std::move(req));
+  if (!res.ok()) return res.status();
+  if (!(*res)->status.ok()) return (*res)->status;
+  *out = (*res)->alarm;
+  FillHeader(out->mutable_header(), store_->CurrentRevision());
+  return Status::OK();
+}
+
+Status Server::MemberStatus(etcdserverpb::StatusResponse* out) {
+  RaftNodeStatus s = node_->GetStatus();
+  mvcc::DbStats db = store_->Stats();
+  out->set_version("3.5.0");
+  out->set_dbsize(static_cast<int64_t>(db.size_bytes));
+  out->set_dbsizeinuse(static_cast<int64_t>(db.size_in_use_bytes));
+  out->set_leader(s.leader);
+  out->set_raftindex(s.commit);
+  out->set_raftterm(s.term);
+  out->set_raftappliedindex(s.applied);
+  out->set_islearner(s.is_learner);
+  {
+    std::lock_guard lock(state_mu_);
+    for (const auto& [id, type] : cluster_.alarms) {
+      out->add_errors("memberID:" + std::to_string(id) +
+                      " alarm:" + AlarmName(type) + " ");
+    }
+  }
+  FillHeader(out->mutable_header(), store_->CurrentRevision());
+  return Status::OK();
+}
+
+Status Server::MemberList(const etcdserverpb::MemberListRequest& r,
+                          etcdserverpb::MemberListResponse* out) {
+  if (r.linearizable()) KEEL_RETURN_IF_ERROR(WaitReadIndex());
+  {
+    std::lock_guard lock(state_mu_);
+    for (const auto& [id, m] : cluster_.members) {
+      auto* pm = out->add_members();
+      pm->set_id(id);
+      pm->set_name(m.name);
+      for (const auto& u : m.peer_urls) pm->add_peerurls(u);
+      for (const auto& u : m.client_urls) pm->add_clienturls(u);
+      pm->set_islearner(m.is_learner);
+    }
+  }
+  FillHeader(out->mutable_header(), store_->CurrentRevision());
+  return Status::OK();
+}
+
+Status Server::HashKV(const etcdserverpb::HashKVRequest& r,
+                      etcdserverpb::HashKVResponse* out) {
+  auto h = store_->HashKV(r.revision());
+  if (!h.ok()) return h.status();
+  out->set_hash(h->hash);
+  out->set_compact_revision(h->compact_revision);
+  FillHeader(out->mutable_header(), h->revision);
+  return Status::OK();
+}
+
+bool Server::Healthy() const {
+  if (!node_ || node_->GetStatus().leader == 0) return false;
+  std::lock_guard lock(state_mu_);
+  return cluster_.alarms.empty();
+}
+
+// ---------------- applying ----------------
+
+uint64_t Server::AppliedIndex() const {
+  return store_->consistent_index().index;
+}
+
+void Server::ApplyClusterChange(const internal::Request& req,
+                                ApplyResult* result) {
+  std::lock_guard lock(state_mu_);
+  if (req.has_member_attributes()) {
+    const auto& a = req.member_attributes();
+    auto it = cluster_.members.find(a.member_id());
+    if (it == cluster_.members.end()) return;  // removed meanwhile
+    it->second.name = a.name();
+    it->second.client_urls.assign(a.client_urls().begin(),
+                                  a.client_urls().end());
+    return;
+  }
+  const auto& a = req.alarm();
+  std::pair<uint64_t, int32_t> key{a.memberid(), a.alarm()};
+  switch (a.action()) {
+    case etcdserverpb::AlarmRequest::ACTIVATE:
+      if (a.alarm() == etcdserverpb::NONE) break;
+      if (cluster_.alarms.insert(key).second) {
+        spdlog::warn("alarm {} raised for member {:x}", AlarmName(a.alarm()),
+                     a.memberid());
+      }
+      if (result) {
+        auto* m = result->alarm.add_alarms();
+        m->set_memberid(a.memberid());
+        m->set_alarm(a.alarm());
+      }
+      break;
+    case etcdserverpb::AlarmRequest::DEACTIVATE:
+      if (cluster_.alarms.erase(key) && result) {
+        auto* m = result->alarm.add_alarms();
+        m->set_memberid(a.memberid());
+        m->set_alarm(a.alarm());
+        spdlog::info("alarm {} cleared for member {:x}", AlarmName(a.alarm()),
+                     a.memberid());
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+void Server::Apply(const raft::Entry& entry) {
+  const mvcc::ConsistentIndex ci{entry.index, entry.term};
+  const bool fresh = entry.index > AppliedIndex();
+  auto record_index = [&] {
+    if (!fresh) return;
+    Status st = store_->SetConsistentIndex(ci);
+    KEEL_CHECK(st.ok()) << "recording applied index: " << st.ToString();
+  };
+  if (entry.data.empty()) {
+    record_index();
+    return;
+  }
+  internal::Request req;
+  if (!req.ParseFromString(entry.data)) {
+    spdlog::error("undecodable request in committed entry {}; skipped",
+                  entry.index);
+    record_index();
+    return;
+  }
+  auto result = std::make_shared<ApplyResult>();
+  if (req.has_member_attributes() || req.has_alarm()) {
+    ApplyClusterChange(req, result.get());
+    record_index();
+  } else if (fresh) {
+    bool nospace;
+    {
+      std::lock_guard lock(state_mu_);
+      nospace = cluster_.HasAlarm(AlarmType::kNoSpace);
+    }
+    if (req.has_put()) {
+      if (nospace) {
+        result->status = EtcdErr(api::kErrNoSpace);
+        record_index();
+      } else {
+        auto r = store_->Put(FromPb(req.put()), ci);
+        if (r.ok()) {
+          ToPb(*r, &result->put);
+        } else {
+          result->status = r.status();
+        }
+      }
+    } else if (req.has_delete_range()) {
+      auto r = store_->DeleteRange(FromPb(req.delete_range()), ci);
+      if (r.ok()) {
+        ToPb(*r, &result->delete_range);
+      } else {
+        result->status = r.status();
+      }
+    } else if (req.has_txn()) {
+      if (nospace && HasWrites(req.txn())) {
+        result->status = EtcdErr(api::kErrNoSpace);
+        record_index();
+      } else {
+        auto r = store_->Txn(FromPb(req.txn()), ci);
+        if (r.ok()) {
+          ToPb(*r, &result->txn);
+        } else {
+          result->status = r.status();
+        }
+      }
+    } else if (req.has_compaction()) {
+      auto r = store_->Compact(req.compaction().revision(),
+                               req.compaction().physical(), ci);
+      if (r.ok()) {
+        result->revision = r->header.revision;
+      } else {
+        result->status = r.status();
+      }
+    } else {
+      record_index();
+    }
+  }
+  if (req.member_id() != member_id_) return;
+  std::lock_guard lock(wait_mu_);
+  auto it = waiters_.find(req.id());
+  if (it == waiters_.end()) return;
+  it->second.set_value(std::move(result));
+  waiters_.erase(it);
+}
+
+void Server::ApplyConfChange(const raft::Entry& entry,
+                             const raft::ConfChange& cc,
+                             const raft::ConfState& cs) {
+  internal::MemberContext ctx;
+  bool has_ctx = !cc.context.empty() && ctx.ParseFromString(cc.context);
+  {
+    std::lock_guard lock(state_mu_);
+    for (const auto& ch : cc.changes) {
+      switch (ch.type) {
+        case raft::ConfChangeType::kAddNode:
+        case raft::ConfChangeType::kAddLearnerNode: {
+          MemberInfo& m = cluster_.members[ch.node_id];
+          m.id = ch.node_id;
+          m.is_learner = ch.type == raft::ConfChangeType::kAddLearnerNode;
+          if (has_ctx && ctx.id() == ch.node_id) {
+            if (m.name.empty()) m.name = ctx.name();
+            m.peer_urls.assign(ctx.peer_urls().begin(), ctx.peer_urls().end());
+          }
+          if (transport_ && ch.node_id != member_id_) {
+            transport_->AddPeer(ch.node_id, m.peer_urls);
+          }
+          break;
+        }
+        case raft::ConfChangeType::kRemoveNode:
+          cluster_.members.erase(ch.node_id);
+          if (transport_ && ch.node_id != member_id_) {
+            transport_->RemovePeer(ch.node_id);
+          }
+          break;
+        case raft::ConfChangeType::kUpdateNode:
+          if (has_ctx && ctx.id() == ch.node_id) {
+            auto it = cluster_.members.find(ch.node_id);
+            if (it != cluster_.members.end()) {
+              it->second.peer_urls.assign(ctx.peer_urls().begin(),
+                                          ctx.peer_urls().end());
+              if (transport_ && ch.node_id != member_id_) {
+                transport_->UpdatePeer(ch.node_id, it->second.peer_urls);
+              }
+            }
+          }
+          break;
+      }
+    }
+  }
+  if (entry.index > AppliedIndex() && store_) {
+    Status st = store_->SetConsistentIndex({entry.index, entry.term});
+    KEEL_CHECK(st.ok()) << st.ToString();
+  }
+}
+
+Status Server::RestoreSnapshot(const raft::Snapshot& snap) {
+  ClusterState cs;
+  if (!cs.Decode(snap.data)) {
+    return Status::Corruption("undecodable cluster state in snapshot " +
+                              std::to_string(snap.metadata.index));
+  }
+  std::string path = (fs::path(SnapDir()) /
+                      ("recv-" + std::to_string(snap.metadata.index) + ".snap"))
+                         .string();
+  std::error_code ec;
+  if (fs::exists(path, ec)) {
+    KEEL_RETURN_IF_ERROR(store_->RestoreSnapshot(path));
+    fs::remove(path, ec);
+  } else if (AppliedIndex() < snap.metadata.index) {
+    return Status::NotFound("the store payload of snapshot " +
+                            std::to_string(snap.metadata.index) +
+                            " was not received (" + path + ")");
+  }
+  std::lock_guard lock(state_mu_);
+  cluster_ = std::move(cs);
+  for (const auto& [id, m] : cluster_.members) {
+    if (id != member_id_ && transport_) transport_->AddPeer(id, m.peer_urls);
+  }
+  spdlog::info("restored the store from snapshot {} (revision {})",
+               snap.metadata.index, store_->CurrentRevision());
+  return Status::OK();
+}
+
+std::string Server::SnapshotData(uint64_t) {
+  std::lock_guard lock(state_mu_);
+  return cluster_.Encode();
+}
+
+Status Server::Sync() { return store_->ForceCommit(); }
+
+// ---------------- transport glue ----------------
+
+void Server::Send(std::vector<raft::Message> msgs) {
+  transport_->Send(std::move(msgs));
+}
+
+void Server::OnMessage(raft::Message m) { node_->Step(std::move(m)); }
+
+void Server::OnUnreachable(raft::NodeId peer) { node_->ReportUnreachable(peer); }
+
+void Server::OnSnapshotStatus(raft::NodeId peer, bool ok) {
+  node_->ReportSnapshot(peer, ok);
+}
+
+Result<std::unique_ptr<transport::ByteSource>> Server::OpenForSend(
+    const raft::Snapshot& snap) {
+  static std::atomic<uint64_t> seq{0};
+  std::string path = (fs::path(SnapDir()) /
+                      ("send-" + std::to_string(snap.metadata.index) + "-" +
+                       std::to_string(seq++) + ".snap"))
+                         .string();
+  auto info = store_->ExportSnapshot(path);
+  if (!info.ok()) return info.status();
+  spdlog::info("sending store snapshot at applied index {} ({} bytes)",
+               info->consistent_index.index, info->size_bytes);
+  auto src = std::make_unique<FileSource>(path, /*remove_after=*/true);
+  if (!src->ok()) return Status::IOError("cannot open " + path);
+  return std::unique_ptr<transport::ByteSource>(std::move(src));
+}
+
+Result<std::unique_ptr<transport::ByteSink>> Server::CreateForReceive(
+    const raft::SnapshotMetadata& md, raft::NodeId from) {
+  std::string path = (fs::path(SnapDir()) /
+                      ("recv-" + std::to_string(md.index) + ".snap"))
+                         .string();
+  auto sink = std::make_unique<FileSink>(path);
+  if (!sink->ok()) return Status::IOError("cannot create " + path + ".tmp");
+  spdlog::info("receiving snapshot {} from {:x}", md.index, from);
+  return std::unique_ptr<transport::ByteSink>(std::move(sink));
+}
+
+}  // namespace keel::server

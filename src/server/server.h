@@ -1,0 +1,153 @@
+// Server: one keel member — the data directory, the Raft node, the MVCC
+// store, the peer transport and the request path the gRPC API calls.
+//
+// Data directory layout (like etcd's member/ tree):
+//   <data-dir>/member/wal/   write-ahead log (src/wal)
+//   <data-dir>/member/snap/  Raft snapshot files, and received store
+//                            snapshots (recv-<index>.snap)
+//   <data-dir>/member/kv/    the MVCC store (RocksDB)
+//
+// Writes (Put, DeleteRange, a Txn that writes, Compact) are proposed as one
+// Raft entry each and answered once this member has applied the entry.
+// Linearizable reads wait for a ReadIndex barrier, then read the local
+// store; serializable reads read it at once. Errors carry etcd's messages
+// (src/api/errors.h); the API layer maps them to gRPC codes.
+//
+// Thread safety: the client methods may be called from any number of
+// threads. The StateMachine methods run on the RaftNode loop thread; the
+// transport callbacks on the transport's threads.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "etcdserverpb/rpc.pb.h"
+#include "mvcc/store.h"
+#include "server/cluster_state.h"
+#include "server/config.h"
+#include "server/internal.pb.h"
+#include "server/raft_node.h"
+#include "transport/transport.h"
+#include "wal/disk_storage.h"
+#include "wal/env.h"
+
+namespace keel::server {
+
+// The outcome of applying one replicated request, handed to its waiter.
+struct ApplyResult {
+  Status status;
+  etcdserverpb::PutResponse put;
+  etcdserverpb::DeleteRangeResponse delete_range;
+  etcdserverpb::TxnResponse txn;
+  etcdserverpb::CompactionResponse compaction;
+  etcdserverpb::AlarmResponse alarm;
+  int64_t revision = 0;
+};
+
+class Server final : public StateMachine,
+                     public MessageSender,
+                     public transport::Handler,
+                     public transport::SnapshotStore {
+ public:
+  // Opens or creates the data directory and recovers; does not serve yet.
+  static Result<std::unique_ptr<Server>> Open(const ServerConfig& config);
+  ~Server() override;
+
+  Status Start();
+  void Stop();
+
+  uint64_t member_id() const { return member_id_; }
+  uint64_t cluster_id() const { return cluster_id_; }
+  const ServerConfig& config() const { return config_; }
+
+  // ---- Client requests (any thread) ----
+  Status Range(const etcdserverpb::RangeRequest& r,
+               etcdserverpb::RangeResponse* out);
+  Status Put(const etcdserverpb::PutRequest& r, etcdserverpb::PutResponse* out);
+  Status DeleteRange(const etcdserverpb::DeleteRangeRequest& r,
+                     etcdserverpb::DeleteRangeResponse* out);
+  Status Txn(const etcdserverpb::TxnRequest& r, etcdserverpb::TxnResponse* out);
+  Status Compact(const etcdserverpb::CompactionRequest& r,
+                 etcdserverpb::CompactionResponse* out);
+  Status Alarm(const etcdserverpb::AlarmRequest& r,
+               etcdserverpb::AlarmResponse* out);
+  Status MemberStatus(etcdserverpb::StatusResponse* out);
+  Status MemberList(const etcdserverpb::MemberListRequest& r,
+                    etcdserverpb::MemberListResponse* out);
+  Status HashKV(const etcdserverpb::HashKVRequest& r,
+                etcdserverpb::HashKVResponse* out);
+  // Serving (has a leader, no alarm), for health checks.
+  bool Healthy() const;
+  void FillHeader(etcdserverpb::ResponseHeader* h, int64_t revision) const;
+
+  // ---- StateMachine (RaftNode loop thread) ----
+  uint64_t AppliedIndex() const override;
+  void Apply(const raft::Entry& entry) override;
+  void ApplyConfChange(const raft::Entry& entry, const raft::ConfChange& cc,
+                       const raft::ConfState& cs) override;
+  Status RestoreSnapshot(const raft::Snapshot& snap) override;
+  std::string SnapshotData(uint64_t applied_index) override;
+  Status Sync() override;
+
+  // ---- MessageSender ----
+  void Send(std::vector<raft::Message> msgs) override;
+
+  // ---- transport::Handler ----
+  void OnMessage(raft::Message m) override;
+  void OnUnreachable(raft::NodeId peer) override;
+  void OnSnapshotStatus(raft::NodeId peer, bool ok) override;
+
+  // ---- transport::SnapshotStore ----
+  Result<std::unique_ptr<transport::ByteSource>> OpenForSend(
+      const raft::Snapshot& snap) override;
+  Result<std::unique_ptr<transport::ByteSink>> CreateForReceive(
+      const raft::SnapshotMetadata& md, raft::NodeId from) override;
+
+ private:
+  explicit Server(const ServerConfig& config);
+  Status OpenStorage();
+  Status Bootstrap();
+  void ReplayMembership();
+  // Proposes req and waits until this member applied it.
+  Result<std::shared_ptr<ApplyResult>> ProposeAndWait(internal::Request req);
+  Status WaitReadIndex();
+  void ApplyClusterChange(const internal::Request& req, ApplyResult* result);
+  bool OverQuota() const;
+  void RaiseNoSpaceAlarm();
+  void PublishLoop();
+  std::chrono::milliseconds RequestTimeout() const {
+    return std::chrono::milliseconds(5000 + 2 * config_.election_ms);
+  }
+  std::string SnapDir() const;
+
+  const ServerConfig config_;
+  uint64_t member_id_ = 0;
+  uint64_t cluster_id_ = 0;
+  std::unique_ptr<wal::DiskStorage> storage_;
+  std::unique_ptr<mvcc::Store> store_;
+  std::unique_ptr<RaftNode> node_;
+  std::unique_ptr<transport::Transport> transport_;
+
+  // Waiters for proposals of this member, by request id.
+  std::mutex wait_mu_;
+  std::map<uint64_t, std::promise<std::shared_ptr<ApplyResult>>> waiters_;
+  std::atomic<uint64_t> next_request_id_{1};
+
+  mutable std::mutex state_mu_;
+  ClusterState cluster_;  // guarded by state_mu_
+
+  std::mutex publish_mu_;
+  std::condition_variable publish_cv_;
+  bool stopping_ = false;  // guarded by publish_mu_
+  std::thread publish_thread_;
+  std::atomic<bool> started_{false};
+};
+
+}  // namespace keel::server
