@@ -15,7 +15,7 @@ namespace {
 
 // Re-issue a read round that got no answer within this many ticks (its
 // messages may have been lost, or the leader changed).
-constexpr int kReadRetryTicks = 10;
+constexpr int kReadRetryTicks = 3;
 
 std::string ReadCtx(uint64_t id) {
   std::string s;
