@@ -90,6 +90,11 @@ struct SimResult {
   SimStats stats;
 };
 
+// "voters=1,2,3 learners=4 ..." for traces.
+std::string DescribeConf(const raft::ConfState& cs);
+// Whether `id` is in any part of the configuration.
+bool InConf(const raft::ConfState& cs, NodeId id);
+
 // Runs one seed. Deterministic: the same seed and options give the same
 // result.
 SimResult RunSimulation(uint64_t seed, const SimOptions& options = {});
@@ -172,7 +177,7 @@ class SimCluster {
   std::vector<SimNode*> LiveMembers();
   SimNode* FindLeader();  // among LiveMembers()
 
-  // The step loop (sim_cluster.cc).
+  // The step loop and Ready handling (sim_cluster.cc).
   void StepOnce();
   void Deliver(Envelope env);
   void HandleReadies(SimNode& n);
@@ -181,6 +186,7 @@ class SimCluster {
   void Send(SimNode& n, const std::vector<raft::Message>& msgs);
   void FlushReports(SimNode& n);
   void RecordCommits(SimNode& n);
+  // The application (sim_apply.cc).
   void InstallSnapshot(SimNode& n, const raft::Snapshot& snap);
   void ApplyEntry(SimNode& n, const raft::Entry& e);
   void OnConfApplied(SimNode& n, const raft::ConfChange& cc);
