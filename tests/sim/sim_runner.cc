@@ -1,5 +1,6 @@
 #include "sim/sim_runner.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
@@ -203,6 +204,10 @@ void Spawn(const RunnerOptions& o, uint64_t stride, Worker* w,
   KEEL_CHECK(pid >= 0) << strerror(errno);
   if (pid == 0) {
     close(fds[0]);
+    if (o.quiet_workers) {
+      int null_fd = open("/dev/null", O_WRONLY);
+      if (null_fd >= 0) dup2(null_fd, 2);
+    }
     WorkerMain(o, w->next, stride, fds[1]);
   }
   close(fds[1]);

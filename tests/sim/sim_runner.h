@@ -29,6 +29,9 @@ struct RunnerOptions {
   // Print a progress line every this many seconds (0: never).
   double progress_seconds = 10;
   Injection inject = Injection::kNone;
+  // Workers discard their stderr (the core's own report of a failed
+  // KEEL_CHECK): for self-tests, where the core is expected to abort often.
+  bool quiet_workers = false;
   // How to replay, for the failure report: "keel-sim" or a test's name.
   std::string replay_command = "keel-sim";
 };

@@ -97,6 +97,7 @@ std::vector<std::string> Violations(Injection inject, uint64_t seeds) {
   o.inject = inject;
   o.progress_seconds = 0;
   o.trace_tail = 0;
+  o.quiet_workers = true;
   std::ostringstream out;
   return RunSeeds(o, out).violations;
 }
