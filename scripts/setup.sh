@@ -9,7 +9,7 @@ packages=(
   libspdlog-dev libfmt-dev libcli11-dev libasio-dev
   librocksdb-dev libssl-dev
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
-  etcd-server etcd-client
+  etcd-server etcd-client python3-pytest python3-etcd3
 )
 
 missing=()

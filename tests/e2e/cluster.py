@@ -46,6 +46,10 @@ class Timeout(AssertionError):
     pass
 
 
+class ProcessExited(AssertionError):
+    """A server process died while we waited on it: waiting longer cannot help."""
+
+
 def wait_for(cond: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
     """Polls cond() until it returns a truthy value or the deadline passes.
 
@@ -59,6 +63,8 @@ def wait_for(cond: Callable[[], T], timeout: float, what: str, interval: float =
             if val:
                 return val
             last_val = val
+        except ProcessExited:
+            raise
         except Exception as e:  # noqa: BLE001 - any failure means "not yet"
             last_exc = e
         if time.monotonic() >= deadline:
@@ -248,9 +254,16 @@ class Member:
         r = self.ctl_ok("endpoint", "status", "-w", "json", command_timeout="2s")
         return r.json()[0]["Status"]
 
-    def healthy(self) -> bool:
+    def check_alive(self) -> None:
         if not self.running():
-            raise AssertionError(f"{self.name} exited with {self.proc.returncode if self.proc else None}")
+            rc = self.proc.returncode if self.proc else None
+            tail = "\n".join(self.log_since_last_start().splitlines()[-20:])
+            raise ProcessExited(f"{self.cluster.target} {self.name} exited with {rc} "
+                                f"({'signal ' + str(-rc) if rc is not None and rc < 0 else 'status'}); "
+                                f"its log ends:\n{tail}")
+
+    def healthy(self) -> bool:
+        self.check_alive()
         r = self.ctl("endpoint", "health", "-w", "json", command_timeout="2s", timeout=10)
         if not r.ok:
             return False
@@ -326,6 +339,9 @@ class Cluster:
 
     def wait_leader(self, timeout: float, exclude: Optional[int] = None) -> int:
         def one_leader():
+            for m in self.members:
+                if m.starts and m.proc is not None and m.proc.returncode is None:
+                    m.check_alive()
             ids = self.leader_ids()
             if len(ids) == 1:
                 (lid,) = ids

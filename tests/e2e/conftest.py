@@ -80,6 +80,11 @@ def target(request):
     return t
 
 
+# target -> why its first cluster could not start: later clusters of a target
+# whose 1-member cluster cannot start fail at once instead of timing out again.
+_broken: dict[str, str] = {}
+
+
 class ClusterFactory:
     """Makes clusters for one test (or module) and kills them all at the end."""
 
@@ -93,7 +98,15 @@ class ClusterFactory:
         c = cl.Cluster(self.target, self.base / name, size, **kw)
         self.clusters.append(c)
         if start:
-            c.start()
+            if self.target in _broken:
+                pytest.fail(f"{self.target} could not start a cluster earlier in this run: "
+                            f"{_broken[self.target]}", pytrace=False)
+            try:
+                c.start()
+            except cl.ProcessExited as e:
+                if size == 1 and not kw.get("extra_flags"):
+                    _broken[self.target] = str(e).splitlines()[0]
+                raise
         return c
 
     def close(self) -> None:
