@@ -126,8 +126,8 @@ def make_cluster(target, tmp_path):
         f.close()
 
 
-@pytest.fixture(scope="module")
-def _module_factory(target, tmp_path_factory):
+@pytest.fixture(scope="session")
+def _shared_factory(target, tmp_path_factory):
     f = ClusterFactory(target, tmp_path_factory.mktemp(f"{target}-shared"))
     try:
         yield f
@@ -135,16 +135,17 @@ def _module_factory(target, tmp_path_factory):
         f.close()
 
 
-@pytest.fixture(scope="module")
-def shared1(_module_factory):
-    """A 1-member cluster shared by the tests of a module (use distinct keys)."""
-    return _module_factory(1, name="shared1")
+@pytest.fixture(scope="session")
+def shared1(_shared_factory):
+    """A 1-member cluster shared by the tests of a target (use distinct keys; never
+    compact beyond the current revision, nor kill it)."""
+    return _shared_factory(1, name="shared1")
 
 
-@pytest.fixture(scope="module")
-def shared3(_module_factory):
-    """A 3-member cluster shared by the tests of a module (use distinct keys)."""
-    return _module_factory(3, name="shared3")
+@pytest.fixture(scope="session")
+def shared3(_shared_factory):
+    """A 3-member cluster shared by the tests of a target (same rules as shared1)."""
+    return _shared_factory(3, name="shared3")
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ MAX_TXN_OPS = 3
 QUOTA = 256 * 1024
 
 
-@pytest.fixture(scope="module")
-def limited(_module_factory):
-    c = _module_factory(1, name="limited", extra_flags={
+@pytest.fixture(scope="session")
+def limited(_shared_factory):
+    c = _shared_factory(1, name="limited", extra_flags={
         "max-request-bytes": MAX_REQUEST_BYTES, "max-txn-ops": MAX_TXN_OPS})
     return c[0]
 
