@@ -84,6 +84,11 @@ struct Config {
   uint64_t max_inflight_bytes = 0;
   bool check_quorum = false;
   bool pre_vote = false;
+  // With kLeaseBased, a leader answers reads without a heartbeat round only
+  // while a quorum acknowledged one of its heartbeats within the last
+  // election timeout (less a safety margin); otherwise it falls back to the
+  // safe round. A member restarting after term 1 refuses votes for its
+  // first election timeout, since a lease may still count on it.
   ReadOnlyOption read_only_option = ReadOnlyOption::kSafe;
   // If true, followers drop proposals instead of forwarding to the leader.
   bool disable_proposal_forwarding = false;

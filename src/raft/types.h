@@ -124,7 +124,8 @@ struct Message {
   bool reject = false;
   Index reject_hint = 0;
   // kReadIndex / kReadIndexResp / kHeartbeat(Resp): the read request's
-  // context. kVote/kPreVote: "transfer" when campaigning for a transfer.
+  // context. kVote: kCampaignTransfer (raft.h) when campaigning for a
+  // leadership transfer, so that voters disregard the leader lease.
   std::string context;
 
   friend bool operator==(const Message& a, const Message& b);
