@@ -195,7 +195,7 @@ def test_prev_kv(member, uniq):
     assert member.ctl_ok("del", uniq, "--prefix", "--prev-kv").out == f"2\n{k}\nv3\n{uniq}k2\nw\n"
 
 
-def test_put_ignore_value_and_lease(member, uniq):
+def test_put_ignore_value(member, uniq):
     k = uniq + "k"
     r = member.ctl("put", k, "--ignore-value")
     assert not r.ok and r.error_line() == "etcdserver: key not found", repr(r)
@@ -204,7 +204,17 @@ def test_put_ignore_value_and_lease(member, uniq):
     assert member.ctl_ok("put", k, "--ignore-value").out == "OK\n"
     kv = decode_kvs(member.ctl_ok("get", k, "-w", "json").json())[0]
     assert kv["value"] == "orig" and kv["version"] == 2 and kv["mod_revision"] > kv["create_revision"]
+    # --ignore-lease on a key that does not exist
+    r = member.ctl("put", uniq + "absent", "v", "--ignore-lease")
+    assert not r.ok and r.error_line() == "etcdserver: key not found", repr(r)
+    # --ignore-lease on a key without a lease: the value changes, still no lease
+    member.ctl_ok("put", k, "new", "--ignore-lease")
+    kv = member.ctl_ok("get", k, "-w", "json").json()["kvs"][0]
+    assert "lease" not in kv and decode_kvs({"kvs": [kv]})[0]["value"] == "new"
 
+
+@pytest.mark.keel_xfail(reason="leases are not implemented: LeaseGrant answers UNIMPLEMENTED")
+def test_put_ignore_lease(member, uniq):
     lease_out = member.ctl_ok("lease", "grant", "300").out
     # "lease 694d77aa9e38260f granted with TTL(300s)"
     lease_id = int(lease_out.split()[1], 16)
@@ -214,12 +224,12 @@ def test_put_ignore_value_and_lease(member, uniq):
     member.ctl_ok("put", kl, "v2", "--ignore-lease")
     kv = member.ctl_ok("get", kl, "-w", "json").json()["kvs"][0]
     assert int(kv["lease"]) == lease_id and decode_kvs({"kvs": [kv]})[0]["value"] == "v2"
+    member.ctl_ok("put", kl, "--ignore-lease", "--ignore-value")
+    kv = member.ctl_ok("get", kl, "-w", "json").json()["kvs"][0]
+    assert int(kv["lease"]) == lease_id and kv["version"] == 3
     # a plain put detaches the key from its lease
     member.ctl_ok("put", kl, "v3")
     assert "lease" not in member.ctl_ok("get", kl, "-w", "json").json()["kvs"][0]
-    # --ignore-lease on a key that has no such key
-    r = member.ctl("put", uniq + "absent", "v", "--ignore-lease")
-    assert not r.ok and r.error_line() == "etcdserver: key not found", repr(r)
     member.ctl_ok("lease", "revoke", f"{lease_id:x}")
 
 
