@@ -148,6 +148,17 @@ def ctl_ok(endpoints, *args: str, **kw) -> CtlResult:
 # members and clusters
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGKILL it when the test process dies (even by SIGKILL, as
+    on a CTest timeout), so no server outlives the suite."""
+    import ctypes
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
 class Member:
     def __init__(self, cluster: "Cluster", name: str, base: Path):
         self.cluster = cluster
@@ -205,7 +216,8 @@ class Member:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
         self.proc = subprocess.Popen(
             self.argv(), stdout=self._log_file, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+            stdin=subprocess.DEVNULL, start_new_session=True, env=env,
+            preexec_fn=_die_with_parent)
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -57,15 +57,31 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xfail(reason=reason, strict=True))
 
 
+def _clusters_of(item) -> list:
+    """The clusters a test used: its own (make_cluster) and the shared ones it asked for."""
+    found = []
+    for v in getattr(item, "funcargs", {}).values():
+        if isinstance(v, ClusterFactory):
+            found.extend(v.clusters)
+        elif isinstance(v, cl.Cluster):
+            found.append(v)
+        elif isinstance(v, cl.Member):
+            found.append(v.cluster)
+    out = []
+    for c in found:
+        if c not in out and any(m.starts for m in c.members):
+            out.append(c)
+    return out
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     if rep.failed or (rep.when == "call" and hasattr(rep, "wasxfail")):
         # A failure (or an expected keel failure): attach the members' logs.
-        for c in cl.live_clusters():
-            if any(m.starts for m in c.members):
-                rep.sections.append((f"server logs ({c.target}, {c.base.name})", c.logs()))
+        for c in _clusters_of(item) or cl.live_clusters():
+            rep.sections.append((f"server logs ({c.target}, {c.base.name})", c.logs()))
 
 
 # Session scope groups the tests by target, so shared clusters start once per target.
