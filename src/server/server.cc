@@ -479,10 +479,7 @@ void Server::RaiseNoSpaceAlarm() {
   (void)node_->Propose(req.SerializeAsString());
 }
 
-Status Server::Put(const etcdserverpb::PutRequest& r,
-                   etcdserverpb::PutResponse* out) {
-  KEEL_RETURN_IF_ERROR(CheckRangeKey(r.key()));
-  KEEL_RETURN_IF_ERROR(mvcc::ValidatePut(FromPb(r)));
+Status Server::CheckSpace() {
   {
     std::lock_guard lock(state_mu_);
     if (cluster_.HasAlarm(AlarmType::kNoSpace)) return EtcdErr(api::kErrNoSpace);
@@ -491,14 +488,28 @@ Status Server::Put(const etcdserverpb::PutRequest& r,
     RaiseNoSpaceAlarm();
     return EtcdErr(api::kErrNoSpace);
   }
-  internal::Request req;
-  *req.mutable_put() = r;
+  return Status::OK();
+}
+
+template <typename Resp>
+Status Server::ProposeWrite(internal::Request req, Resp ApplyResult::*field,
+                            Resp* out) {
   auto res = ProposeAndWait(std::move(req));
   if (!res.ok()) return res.status();
   if (!(*res)->status.ok()) return (*res)->status;
-  *out = (*res)->put;
-  FillHeader(out->mutable_header(), (*res)->put.header().revision());
+  *out = (*res).get()->*field;
+  FillHeader(out->mutable_header(), out->header().revision());
   return Status::OK();
+}
+
+Status Server::Put(const etcdserverpb::PutRequest& r,
+                   etcdserverpb::PutResponse* out) {
+  KEEL_RETURN_IF_ERROR(CheckRangeKey(r.key()));
+  KEEL_RETURN_IF_ERROR(mvcc::ValidatePut(FromPb(r)));
+  KEEL_RETURN_IF_ERROR(CheckSpace());
+  internal::Request req;
+  *req.mutable_put() = r;
+  return ProposeWrite(std::move(req), &ApplyResult::put, out);
 }
 
 Status Server::DeleteRange(const etcdserverpb::DeleteRangeRequest& r,
@@ -506,12 +517,7 @@ Status Server::DeleteRange(const etcdserverpb::DeleteRangeRequest& r,
   KEEL_RETURN_IF_ERROR(CheckRangeKey(r.key()));
   internal::Request req;
   *req.mutable_delete_range() = r;
-  auto res = ProposeAndWait(std::move(req));
-  if (!res.ok()) return res.status();
-  if (!(*res)->status.ok()) return (*res)->status;
-  *out = (*res)->delete_range;
-  FillHeader(out->mutable_header(), (*res)->delete_range.header().revision());
-  return Status::OK();
+  return ProposeWrite(std::move(req), &ApplyResult::delete_range, out);
 }
 
 Status Server::Txn(const etcdserverpb::TxnRequest& r,
@@ -527,22 +533,10 @@ Status Server::Txn(const etcdserverpb::TxnRequest& r,
     FillHeader(out->mutable_header(), res->header.revision);
     return Status::OK();
   }
-  {
-    std::lock_guard lock(state_mu_);
-    if (cluster_.HasAlarm(AlarmType::kNoSpace)) return EtcdErr(api::kErrNoSpace);
-  }
-  if (OverQuota()) {
-    RaiseNoSpaceAlarm();
-    return EtcdErr(api::kErrNoSpace);
-  }
+  KEEL_RETURN_IF_ERROR(CheckSpace());
   internal::Request req;
   *req.mutable_txn() = r;
-  auto res = ProposeAndWait(std::move(req));
-  if (!res.ok()) return res.status();
-  if (!(*res)->status.ok()) return (*res)->status;
-  *out = (*res)->txn;
-  FillHeader(out->mutable_header(), (*res)->txn.header().revision());
-  return Status::OK();
+  return ProposeWrite(std::move(req), &ApplyResult::txn, out);
 }
 
 Status Server::Compact(const etcdserverpb::CompactionRequest& r,

@@ -120,6 +120,13 @@ class Server final : public StateMachine,
   Status WaitReadIndex();
   void ApplyClusterChange(const internal::Request& req, ApplyResult* result);
   bool OverQuota() const;
+  // NOSPACE refusal: an active alarm, or the store over its quota (which
+  // raises the alarm).
+  Status CheckSpace();
+  // Proposes a write and copies the applied response into *out.
+  template <typename Resp>
+  Status ProposeWrite(internal::Request req, Resp ApplyResult::*field,
+                      Resp* out);
   void RaiseNoSpaceAlarm();
   void PublishLoop();
   std::chrono::milliseconds RequestTimeout() const {
