@@ -15,6 +15,7 @@ Markers:
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -78,6 +79,7 @@ def _clusters_of(item) -> list:
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
     if rep.failed or (rep.when == "call" and hasattr(rep, "wasxfail")):
         # A failure (or an expected keel failure): attach the members' logs.
         for c in _clusters_of(item) or cl.live_clusters():
@@ -125,30 +127,42 @@ class ClusterFactory:
                 raise
         return c
 
-    def close(self) -> None:
+    def close(self, keep_data: bool = True) -> None:
+        """Kills every member; drops the data dirs (WAL segments are preallocated,
+        64 MiB each) unless keep_data. Logs always stay."""
         for c in self.clusters:
             try:
                 c.stop()
             finally:
                 cl.forget_cluster(c)
+            if not keep_data:
+                for m in c.members:
+                    shutil.rmtree(m.data_dir, ignore_errors=True)
+
+
+def _passed(item) -> bool:
+    """No failure in setup or call (an expected keel failure counts as none)."""
+    return not any(getattr(item, "rep_" + w, None) is not None and getattr(item, "rep_" + w).failed
+                   for w in ("setup", "call"))
 
 
 @pytest.fixture
-def make_cluster(target, tmp_path):
+def make_cluster(target, tmp_path, request):
     f = ClusterFactory(target, tmp_path)
     try:
         yield f
     finally:
-        f.close()
+        f.close(keep_data=not _passed(request.node))
 
 
 @pytest.fixture(scope="session")
-def _shared_factory(target, tmp_path_factory):
+def _shared_factory(target, tmp_path_factory, request):
     f = ClusterFactory(target, tmp_path_factory.mktemp(f"{target}-shared"))
+    failed_before = request.session.testsfailed
     try:
         yield f
     finally:
-        f.close()
+        f.close(keep_data=request.session.testsfailed > failed_before)
 
 
 @pytest.fixture(scope="session")
