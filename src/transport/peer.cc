@@ -35,19 +35,30 @@ Peer::Peer(Context* ctx, NodeId id, std::vector<std::string> urls)
       redial_timer_(ctx->io()),
       ping_timer_(ctx->io()) {}
 
-bool Peer::Enqueue(raft::Message m) {
+Peer::Dropped Peer::Enqueue(std::vector<raft::Message> msgs) {
   MutexLock l(&mu_);
-  if (closed_) return true;  // removed: nobody wants to hear about it
+  Dropped dropped;
+  if (closed_) return dropped;  // removed: nobody wants to hear about it
   const size_t limit = ctx_->opts().max_queued_msgs_per_peer;
-  if (m.type == raft::MessageType::kSnap) {
-    if (snaps_.size() >= limit) return false;
-    snaps_.push_back(std::move(m));
-  } else {
-    if (link_down_ || queue_.size() >= limit) return false;
-    queue_.push_back(std::move(m));
+  bool queued = false;
+  for (auto& m : msgs) {
+    if (m.type == raft::MessageType::kSnap) {
+      if (snaps_.size() >= limit) {
+        dropped.snaps++;
+        continue;
+      }
+      snaps_.push_back(std::move(m));
+    } else {
+      if (link_down_ || queue_.size() >= limit) {
+        dropped.msgs++;
+        continue;
+      }
+      queue_.push_back(std::move(m));
+    }
+    queued = true;
   }
-  KickLocked();
-  return true;
+  if (queued) KickLocked();
+  return dropped;
 }
 
 void Peer::KickLocked() {

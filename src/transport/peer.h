@@ -32,9 +32,13 @@ class Peer : public std::enable_shared_from_this<Peer> {
  public:
   Peer(Context* ctx, NodeId id, std::vector<std::string> urls);
 
-  // Any thread. False if the message was dropped (queue full, or the link
-  // is down): the caller reports OnUnreachable.
-  bool Enqueue(raft::Message m) LOCKS_EXCLUDED(mu_);
+  struct Dropped {
+    size_t msgs = 0;   // queue full or link down: report OnUnreachable
+    size_t snaps = 0;  // report OnSnapshotStatus(false)
+  };
+  // Any thread. Queues all of msgs (in order) under one lock, so that the
+  // messages of one Send() leave in one write.
+  Dropped Enqueue(std::vector<raft::Message> msgs) LOCKS_EXCLUDED(mu_);
   void SetUrls(std::vector<std::string> urls) LOCKS_EXCLUDED(mu_);
 
   // io thread.

@@ -20,7 +20,9 @@ using asio::ip::tcp;
 class Transport::Impl {
  public:
   Impl(Options opts, Handler* handler, SnapshotStore* store)
-      : ctx_(std::move(opts), handler, store), acceptor_(ctx_.io()) {}
+      : ctx_(std::move(opts), handler, store),
+        acceptor_(ctx_.io()),
+        accept_pause_(ctx_.io()) {}
 
   Status Start() LOCKS_EXCLUDED(mu_);
   void Stop() LOCKS_EXCLUDED(mu_);
@@ -44,10 +46,12 @@ class Transport::Impl {
       NodeId id, std::vector<std::string> urls) LOCKS_EXCLUDED(mu_);
   std::shared_ptr<Peer> ErasePeer(NodeId id) LOCKS_EXCLUDED(mu_);
   std::vector<std::shared_ptr<Peer>> AllPeers() LOCKS_EXCLUDED(mu_);
-  // Queues m for its peer; adds the peer to *unreachable or *snap_failed if
-  // it could not be queued.
-  void Enqueue(raft::Message m, std::set<NodeId>* unreachable,
-               std::set<NodeId>* snap_failed);
+  // Queues msgs for peer `to`; adds the peer to *unreachable or
+  // *snap_failed if some could not be queued.
+  void Enqueue(NodeId to, std::vector<raft::Message> msgs,
+               std::set<NodeId>* unreachable, std::set<NodeId>* snap_failed);
+  // The fault hook's kDelay: queues m after delay (io thread timer).
+  void SendLater(raft::Message m, std::chrono::milliseconds delay);
   // Reports the outcome of Enqueue()s on the io thread.
   void PostReports(std::set<NodeId> unreachable, std::set<NodeId> snap_failed);
   void Accept();
@@ -55,6 +59,7 @@ class Transport::Impl {
 
   Context ctx_;             // first: everything below uses its io_context
   tcp::acceptor acceptor_;  // io thread once started
+  asio::steady_timer accept_pause_;  // io thread
   std::thread io_thread_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>>
       work_;
@@ -138,12 +143,17 @@ void Transport::Impl::Accept() {
   acceptor_.async_accept([this](asio::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
     if (ec) {
-      // EMFILE and the like: the listener itself stays up.
+      // EMFILE and the like: the listener stays up, and pauses rather than
+      // spinning on an error that will repeat at once.
       spdlog::warn("transport: accept: {}", ec.message());
-    } else {
-      std::make_shared<InboundConn>(&ctx_, std::move(socket), next_conn_id_++)
-          ->Start();
+      accept_pause_.expires_after(std::chrono::milliseconds(100));
+      accept_pause_.async_wait([this](asio::error_code ec) {
+        if (!ec) Accept();
+      });
+      return;
     }
+    std::make_shared<InboundConn>(&ctx_, std::move(socket), next_conn_id_++)
+        ->Start();
     Accept();
   });
 }
@@ -151,6 +161,7 @@ void Transport::Impl::Accept() {
 void Transport::Impl::CloseAll() {
   asio::error_code ignored;
   acceptor_.close(ignored);
+  accept_pause_.cancel();
   for (auto& p : AllPeers()) p->Close();
   // Close() erases from the map: iterate over a copy.
   auto inbound = ctx_.inbound();
@@ -213,7 +224,10 @@ std::vector<std::shared_ptr<Peer>> Transport::Impl::AllPeers() {
 void Transport::Impl::AddPeer(NodeId id, std::vector<std::string> urls) {
   KEEL_CHECK(id != raft::kNone && id != ctx_.opts().local_id)
       << "AddPeer(" << id << ")";
-  auto [peer, start] = UpsertPeer(id, std::move(urls));
+  // Named variables, not a structured binding: lambdas capture them.
+  auto upserted = UpsertPeer(id, std::move(urls));
+  std::shared_ptr<Peer> peer = std::move(upserted.first);
+  const bool start = upserted.second;
   if (!peer) return;
   // A known peer gets its new URLs as UpdatePeer would; a new one is
   // started only if the io thread runs (Start() starts the others).
@@ -245,17 +259,25 @@ void Transport::Impl::RemovePeer(NodeId id) {
   asio::post(ctx_.io(), [peer] { peer->Close(); });
 }
 
-void Transport::Impl::Enqueue(raft::Message m, std::set<NodeId>* unreachable,
+void Transport::Impl::Enqueue(NodeId to, std::vector<raft::Message> msgs,
+                              std::set<NodeId>* unreachable,
                               std::set<NodeId>* snap_failed) {
-  const NodeId to = m.to;
-  const bool snap = m.type == raft::MessageType::kSnap;
-  auto peer = FindPeer(to);
-  if (peer && peer->Enqueue(std::move(m))) return;
-  if (!peer) {
-    spdlog::debug("transport: message to unknown peer {} dropped", to);
+  Peer::Dropped dropped;
+  if (auto peer = FindPeer(to)) {
+    dropped = peer->Enqueue(std::move(msgs));
+  } else {
+    spdlog::debug("transport: {} messages to unknown peer {} dropped",
+                  msgs.size(), to);
+    for (const auto& m : msgs) {
+      (m.type == raft::MessageType::kSnap ? dropped.snaps : dropped.msgs)++;
+    }
   }
-  ctx_.stats().Update(to, [](PeerStats& s) { s.msgs_dropped++; });
-  (snap ? snap_failed : unreachable)->insert(to);
+  if (dropped.msgs + dropped.snaps == 0) return;
+  ctx_.stats().Update(to, [&dropped](PeerStats& s) {
+    s.msgs_dropped += dropped.msgs + dropped.snaps;
+  });
+  if (dropped.msgs > 0) unreachable->insert(to);
+  if (dropped.snaps > 0) snap_failed->insert(to);
 }
 
 void Transport::Impl::PostReports(std::set<NodeId> unreachable,
@@ -270,28 +292,43 @@ void Transport::Impl::PostReports(std::set<NodeId> unreachable,
 
 void Transport::Impl::Send(std::vector<raft::Message> msgs) {
   if (ctx_.stopping()) return;
-  std::set<NodeId> unreachable;
-  std::set<NodeId> snap_failed;
+  // Per peer, in order: each peer's share is queued under one lock.
+  std::map<NodeId, std::vector<raft::Message>> by_peer;
   const FaultHook& hook = ctx_.opts().fault_hook;
   for (auto& m : msgs) {
     if (hook) {
       FaultDecision d = hook(m);
       if (d.kind == FaultDecision::Kind::kDrop) continue;
       if (d.kind == FaultDecision::Kind::kDelay) {
-        auto timer = std::make_shared<asio::steady_timer>(ctx_.io(), d.delay);
-        timer->async_wait(
-            [this, timer, m = std::move(m)](asio::error_code ec) mutable {
-              if (ec) return;
-              std::set<NodeId> u, f;
-              Enqueue(std::move(m), &u, &f);
-              PostReports(std::move(u), std::move(f));
-            });
+        SendLater(std::move(m), d.delay);
         continue;
       }
     }
-    Enqueue(std::move(m), &unreachable, &snap_failed);
+    const NodeId to = m.to;
+    by_peer[to].push_back(std::move(m));
+  }
+  std::set<NodeId> unreachable;
+  std::set<NodeId> snap_failed;
+  for (auto& [to, batch] : by_peer) {
+    Enqueue(to, std::move(batch), &unreachable, &snap_failed);
   }
   PostReports(std::move(unreachable), std::move(snap_failed));
+}
+
+void Transport::Impl::SendLater(raft::Message m,
+                                std::chrono::milliseconds delay) {
+  auto timer = std::make_shared<asio::steady_timer>(ctx_.io(), delay);
+  timer->async_wait(
+      [this, timer, m = std::move(m)](asio::error_code ec) mutable {
+        if (ec) return;
+        std::set<NodeId> unreachable;
+        std::set<NodeId> snap_failed;
+        const NodeId to = m.to;
+        std::vector<raft::Message> one;
+        one.push_back(std::move(m));
+        Enqueue(to, std::move(one), &unreachable, &snap_failed);
+        PostReports(std::move(unreachable), std::move(snap_failed));
+      });
 }
 
 Transport::Transport(Options opts, Handler* handler, SnapshotStore* store)

@@ -20,10 +20,13 @@
 // flight and queued are dropped and OnUnreachable reported: Raft retries).
 // While a peer's link is down (after a failure, until the next successful
 // handshake) messages to it are dropped at once and OnUnreachable reported,
-// as etcd does; reconnection runs in the background with jittered
-// exponential backoff. A kSnap message goes on its own connection, streamed
-// from SnapshotStore::OpenForSend in chunks, so ordinary messages keep
-// flowing. The wire format is in wire.h.
+// as etcd does; before a peer's first dial completes they wait in its queue.
+// Reconnection runs in the background with jittered exponential backoff;
+// a connection silent for opts.peer_timeout is declared dead.
+//
+// A kSnap message goes on its own connection, streamed from
+// SnapshotStore::OpenForSend in chunks, so ordinary messages keep flowing.
+// The wire format is in wire.h.
 //
 // Threading contract:
 //  - All public methods are thread-safe. Send() never blocks on the network
@@ -34,7 +37,8 @@
 //    No transport lock is held while a callback runs.
 //  - One snapshot worker thread makes every SnapshotStore, ByteSource and
 //    ByteSink call; those may block on disk IO.
-//  - After Stop() returns no callback runs any more.
+//  - After Stop() returns no callback runs any more. Stop() waits for a
+//    SnapshotStore/ByteSource/ByteSink call in progress to return.
 //  - Options::fault_hook runs on the thread calling Send().
 #pragma once
 
