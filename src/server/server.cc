@@ -219,6 +219,9 @@ Status Server::OpenStorage() {
   }
 
   mvcc::StoreOptions so;
+  // No lease exists until the Lease service is built: a put naming a lease
+  // fails as etcd's does for an unknown lease.
+  so.lease_exists = [](int64_t) { return false; };
   auto store = mvcc::Store::Open((member / "kv").string(), so);
   if (!store.ok()) {
     return Status::Corruption("opening the key-value store " +

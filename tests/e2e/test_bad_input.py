@@ -89,7 +89,6 @@ def test_negative_revision_reads_current(kv, uniq):
         assert [x.value for x in resp.kvs] == [b"a2"], rev
 
 
-@pytest.mark.keel_xfail(reason="leases are not implemented: a put naming an unknown lease is accepted")
 def test_unknown_lease(kv, uniq):
     with pytest.raises(grpc.RpcError) as ei:
         kv.kvstub.Put(etcdrpc.PutRequest(key=(uniq + "k").encode(), value=b"v", lease=0x1234567), timeout=5)
