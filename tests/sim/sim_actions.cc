@@ -110,6 +110,21 @@ void SimCluster::ProcessFaults() {
     std::vector<SimNode*> live = LiveMembers();
     if (!live.empty()) Crash(*Pick(&rng_, live), "fault");
   }
+  if (p_.io_crash_rate > 0 && rng_.Chance(p_.io_crash_rate)) {
+    std::vector<SimNode*> live = LiveMembers();
+    if (!live.empty()) {
+      // The process will die at one of its next file operations: inside a
+      // batch's write or sync, a segment rollover, a snapshot, a purge.
+      SimNode& n = *Pick(&rng_, live);
+      uint64_t ops = rng_.Range(1, 12);
+      n.disk->ArmIoCrash(ops);
+      if (tracing()) {
+        Log(fmt::format("ARM member {} to die at its file operation {} from "
+                        "now",
+                        n.id, ops));
+      }
+    }
+  }
   if (p_.pause_rate > 0 && rng_.Chance(p_.pause_rate)) {
     std::vector<SimNode*> live = LiveMembers();
     if (!live.empty()) {
@@ -129,8 +144,8 @@ void SimCluster::ProcessFaults() {
       // on a different device): what Raft cannot survive, and what the
       // checks, not the core, must notice.
       Log(fmt::format("INJECT member {} restarts with its log wiped", id));
-      auto fresh = std::make_unique<raft::MemoryStorage>();
-      raft::HardState hs = n->storage->GetHardState();
+      auto fresh = std::make_unique<SimDisk>(DiskOptions());
+      raft::HardState hs = n->disk->GetHardState();
       if (id <= static_cast<NodeId>(p_.cluster_size)) {
         raft::Snapshot boot;
         boot.metadata.index = 1;
@@ -146,8 +161,8 @@ void SimCluster::ProcessFaults() {
       } else {
         hs.commit = 0;
       }
-      fresh->SetHardState(hs);
-      n->storage = std::move(fresh);
+      KEEL_CHECK(fresh->Save(&hs, {}).ok()) << "";
+      n->disk = std::move(fresh);
       n->commit_recorded = hs.commit;
     }
     Start(*n);
@@ -310,6 +325,7 @@ void SimCluster::Heal() {
   if (tracing()) Log("HEAL: no more faults; restarting every crashed member");
   for (auto& [id, n] : nodes_) {
     n->paused_until_tick = 0;
+    n->disk->DisarmIoCrash();
     if (!n->alive() && !n->stopped) Start(*n);
   }
 }
@@ -345,9 +361,9 @@ bool SimCluster::Converged(std::string* why) {
   }
   raft::Index marker_index = proposals_[marker_write_].applied_index;
   if (l->sm.applied < max_applied_ ||
-      l->sm.applied != l->storage->GetHardState().commit) {
+      l->sm.applied != l->disk->GetHardState().commit) {
     *why = fmt::format("leader {} applied {} (commit {}, max applied {})",
-                       l->id, l->sm.applied, l->storage->GetHardState().commit,
+                       l->id, l->sm.applied, l->disk->GetHardState().commit,
                        max_applied_);
     return false;
   }
@@ -383,8 +399,8 @@ void SimCluster::RunLiveness() {
   raft::Index last = 0, commit = UINT64_MAX;
   for (auto& [id, n] : nodes_) {
     if (n->stopped) continue;
-    last = std::max(last, n->storage->LastIndex());
-    commit = std::min(commit, n->storage->GetHardState().commit);
+    last = std::max(last, n->disk->LastIndex());
+    commit = std::min(commit, n->disk->GetHardState().commit);
   }
   uint64_t backlog = last > commit ? last - commit : 0;
   uint64_t bound = static_cast<uint64_t>(p_.liveness_bound_ticks) + 2 * backlog;

@@ -120,7 +120,7 @@ void SimCluster::ApplyEntry(SimNode& n, const Entry& e) {
                     n.id, e.index, n.sm.applied));
     return;
   }
-  auto t = n.storage->TermAt(e.index);
+  auto t = n.disk->storage().TermAt(e.index);
   if (!t.ok() || *t != e.term) {
     checker_.Fail(
         fmt::format("member {} applies entry {}/{} that is not in "
@@ -255,7 +255,7 @@ void SimCluster::ServeReads(SimNode& n) {
 }
 
 void SimCluster::MaybeSnapshot(SimNode& n) {
-  raft::MemoryStorage& st = *n.storage;
+  SimDisk& st = *n.disk;
   raft::Index snap = st.FirstIndex() - 1;
   // A new member is caught up with the leader's latest snapshot, which
   // must therefore include it (as etcd's bootstrap through log entries
@@ -266,11 +266,21 @@ void SimCluster::MaybeSnapshot(SimNode& n) {
   }
   n.snapshot_lacks_member = false;
   auto s = st.CreateSnapshot(n.sm.applied, &n.conf, n.sm.Encode());
-  if (!s.ok()) return;
+  if (!s.ok()) {
+    if (st.dead()) DiedInIo(n, "taking a snapshot");
+    return;
+  }
   raft::Index compact = n.sm.applied > static_cast<raft::Index>(p_.compact_keep)
                             ? n.sm.applied - p_.compact_keep
                             : 0;
-  if (compact > snap) KEEL_CHECK(st.Compact(compact).ok()) << "";
+  if (compact > snap) {
+    Status c = st.Compact(compact);
+    if (!c.ok() && st.dead()) {
+      DiedInIo(n, "compacting the log");
+      return;
+    }
+    KEEL_CHECK(c.ok()) << c.ToString();
+  }
   if (tracing()) {
     Log(fmt::format("member {} snapshots at {}, compacts to {}", n.id,
                     n.sm.applied, st.FirstIndex()));

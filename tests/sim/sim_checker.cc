@@ -88,7 +88,7 @@ void SafetyChecker::RecordCommitted(NodeId id, Index index, Term term,
   max_committed_ = std::max(max_committed_, index);
 }
 
-void SafetyChecker::BeforeAppend(NodeId id, const raft::MemoryStorage& storage,
+void SafetyChecker::BeforeAppend(NodeId id, const raft::Storage& storage,
                                  const std::vector<Entry>& entries) {
   if (entries.empty()) return;
   for (size_t i = 1; i < entries.size(); i++) {
@@ -137,7 +137,7 @@ void SafetyChecker::BeforeAppend(NodeId id, const raft::MemoryStorage& storage,
   }
 }
 
-void SafetyChecker::AfterAppend(NodeId id, const raft::MemoryStorage& storage,
+void SafetyChecker::AfterAppend(NodeId id, const raft::Storage& storage,
                                 const std::vector<Entry>& entries) {
   Index first = storage.FirstIndex();
   for (const Entry& e : entries) {
@@ -211,7 +211,7 @@ void SafetyChecker::OnSnapshot(NodeId id, Index index, Term term, uint64_t hash,
 }
 
 void SafetyChecker::OnNewLeader(NodeId id, Term term,
-                                const raft::MemoryStorage& storage) {
+                                const raft::Storage& storage) {
   Index first = storage.FirstIndex();
   Index last = storage.LastIndex();
   auto must_hold = [&](Index i) {
@@ -243,8 +243,17 @@ void SafetyChecker::OnNewLeader(NodeId id, Term term,
   }
 }
 
-void SafetyChecker::OnRestart(NodeId id, const raft::MemoryStorage& storage) {
-  Index commit = storage.GetHardState().commit;
+void SafetyChecker::OnRestart(NodeId id, const raft::Storage& storage) {
+  raft::HardState hs;
+  raft::ConfState cs;
+  Status st = storage.InitialState(&hs, &cs);
+  if (!st.ok()) {
+    Fail(fmt::format("member {} restarts from a disk that cannot say its "
+                     "state: {}",
+                     id, st.ToString()));
+    return;
+  }
+  Index commit = hs.commit;
   Index first = storage.FirstIndex();
   if (commit > storage.LastIndex()) {
     Fail(
@@ -277,11 +286,11 @@ void SafetyChecker::OnReadState(NodeId id, const std::string& ctx,
 }
 
 void SafetyChecker::CheckLogs(
-    const std::map<NodeId, const raft::MemoryStorage*>& logs) {
+    const std::map<NodeId, const raft::Storage*>& logs) {
   for (auto a = logs.begin(); a != logs.end() && ok(); ++a) {
     for (auto b = std::next(a); b != logs.end() && ok(); ++b) {
-      const raft::MemoryStorage& x = *a->second;
-      const raft::MemoryStorage& y = *b->second;
+      const raft::Storage& x = *a->second;
+      const raft::Storage& y = *b->second;
       Index lo = std::max(x.FirstIndex(), y.FirstIndex());
       Index hi = std::min(x.LastIndex(), y.LastIndex());
       // Find the highest index where the terms agree; everything from lo

@@ -58,10 +58,10 @@ class SafetyChecker {
                    const raft::HardState& next);
   // Before `entries` are appended to `storage`: none may replace an entry
   // known committed.
-  void BeforeAppend(NodeId id, const raft::MemoryStorage& storage,
+  void BeforeAppend(NodeId id, const raft::Storage& storage,
                     const std::vector<Entry>& entries);
   // After the append: feeds the inductive log-matching check.
-  void AfterAppend(NodeId id, const raft::MemoryStorage& storage,
+  void AfterAppend(NodeId id, const raft::Storage& storage,
                    const std::vector<Entry>& entries);
   // The next three: `seen_in` is the member's current term. An entry seen
   // committed by a member in term t was committed in a term <= t, so every
@@ -76,17 +76,17 @@ class SafetyChecker {
                   Term seen_in);
   // The member restarts from `storage`: every entry up to its persisted
   // commit index must still be there (or under its snapshot), unchanged.
-  void OnRestart(NodeId id, const raft::MemoryStorage& storage);
+  void OnRestart(NodeId id, const raft::Storage& storage);
   // `id` is leader of `term`; `storage` holds its whole log. Checked once
   // per leader and term, when the simulator first sees it lead (which may
   // be late, e.g. after a pause: hence the seen_in terms).
-  void OnNewLeader(NodeId id, Term term, const raft::MemoryStorage& storage);
+  void OnNewLeader(NodeId id, Term term, const raft::Storage& storage);
   // A read that began when entries up to `required` had been applied
   // somewhere was answered with `read_index`.
   void OnReadState(NodeId id, const std::string& ctx, Index read_index,
                    Index required);
   // Full pairwise log matching over persisted logs.
-  void CheckLogs(const std::map<NodeId, const raft::MemoryStorage*>& logs);
+  void CheckLogs(const std::map<NodeId, const raft::Storage*>& logs);
 
   Index max_committed() const { return max_committed_; }
   size_t leaders_seen() const { return leaders_.size(); }

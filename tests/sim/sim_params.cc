@@ -70,6 +70,13 @@ SimParams DrawParams(uint64_t seed, Rng* rng) {
   // Several election rounds (split votes, disruptive rejoins without
   // pre-vote) plus snapshot catch-up for far-behind members.
   p.liveness_bound_ticks = 40 * p.election_tick + 100;
+
+  // Drawn last, so that every other parameter of a seed is what it was
+  // before the WAL model existed.
+  p.wal_disk = rng->Chance(0.5);
+  p.wal_segment_size = uint64_t{4096} << rng->Range(1, 4);  // 8-64 KiB
+  p.io_crash_rate = MaybeRate(rng, 0.5, 0.002, 0.03);
+  if (!p.wal_disk) p.io_crash_rate = 0;
   return p;
 }
 
@@ -81,14 +88,18 @@ std::string SimParams::Describe() const {
       "partition={:.3f}/{:.2f} crash={:.3f} restart={:.2f} "
       "crash_in_ready={:.4f} "
       "propose={:.2f} read={:.2f} confchange={:.3f} transfer={:.3f} "
-      "snapshot={:.2f}/gap{}/keep{} fault_ticks={} liveness_bound={}",
+      "snapshot={:.2f}/gap{}/keep{} fault_ticks={} liveness_bound={} "
+      "disk={}",
       cluster_size, max_node_ids, election_tick, heartbeat_tick, pre_vote,
       check_quorum, lease_reads, disable_forwarding, max_size_per_msg,
       max_inflight_msgs, max_uncommitted_size, steps_per_tick, delay_min_steps,
       delay_max_steps, fifo_links, drop_rate, dup_rate, partition_rate,
       partition_heal_rate, crash_rate, restart_rate, crash_in_ready_rate,
       propose_rate, read_rate, conf_change_rate, transfer_rate, snapshot_rate,
-      snapshot_min_gap, compact_keep, fault_ticks, liveness_bound_ticks);
+      snapshot_min_gap, compact_keep, fault_ticks, liveness_bound_ticks,
+      wal_disk ? fmt::format("wal/seg{}K/io_crash{:.3f}/torn={}",
+                             wal_segment_size >> 10, io_crash_rate, torn_writes)
+               : std::string("memory"));
 }
 
 }  // namespace keel::sim

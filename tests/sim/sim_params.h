@@ -61,6 +61,17 @@ struct SimParams {
   double pause_rate = 0;  // per tick, per cluster
   int pause_max_ticks = 0;
 
+  // The disk. Memory: each member's disk is a MemoryStorage, and the
+  // simulator decides what a crash loses. WAL: the real DiskStorage over a
+  // fault-injecting in-memory file system, where a crash is a power cut
+  // (unsynced bytes lost or, with torn_writes, torn at a sector) and the
+  // WAL's own recovery decides what survives.
+  bool wal_disk = false;
+  uint64_t wal_segment_size = 64 << 10;  // small: rollover and purge happen
+  // Per tick, per cluster (WAL only): arm a crash of one member at one of
+  // its next few file operations (inside a write, a rollover, a snapshot).
+  double io_crash_rate = 0;
+
   // Workload.
   double propose_rate = 0.5;    // per tick
   double read_rate = 0.3;       // per tick

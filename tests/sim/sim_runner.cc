@@ -75,6 +75,8 @@ std::vector<uint64_t*> Fields(SimStats* s) {
           &s->reads,
           &s->reads_served,
           &s->crashes,
+          &s->io_crashes,
+          &s->commit_below_snapshot,
           &s->pauses,
           &s->conf_changes_proposed,
           &s->conf_changes_applied,
@@ -102,8 +104,9 @@ SimResult RunOne(uint64_t seed, const RunnerOptions& options) {
 }
 
 std::string ResultLine(const SimResult& r) {
-  std::string s = fmt::format("{} {} {}", r.ok ? 'P' : 'F', r.seed,
-                              r.params.lease_reads ? 1 : 0);
+  std::string s =
+      fmt::format("{} {} {} {}", r.ok ? 'P' : 'F', r.seed,
+                  r.params.lease_reads ? 1 : 0, r.params.wal_disk ? 1 : 0);
   SimStats st = r.stats;
   for (uint64_t* f : Fields(&st)) s += fmt::format(" {}", *f);
   // The violation last, after a tab; it is one line.
@@ -149,6 +152,7 @@ void Record(const SimResult& r, RunnerSummary* s) {
     s->violations.push_back(r.failure);
   }
   if (r.params.lease_reads) s->lease_read_seeds++;
+  if (r.params.wal_disk) s->wal_disk_seeds++;
   Accumulate(&s->totals, r.stats);
 }
 
@@ -253,10 +257,11 @@ RunnerSummary RunForked(const RunnerOptions& o, std::ostream& out) {
           std::istringstream line(text.substr(0, tab));
           char kind;
           SimResult r;
-          int lease;
-          line >> kind >> r.seed >> lease;
+          int lease, wal;
+          line >> kind >> r.seed >> lease >> wal;
           r.ok = kind == 'P';
           r.params.lease_reads = lease != 0;
+          r.params.wal_disk = wal != 0;
           for (uint64_t* f : Fields(&r.stats)) line >> *f;
           if (tab != std::string::npos) r.failure = text.substr(tab + 1);
           Record(r, &s);

@@ -48,6 +48,7 @@ struct RunnerSummary {
   // the swarm exercised.
   SimStats totals;
   uint64_t lease_read_seeds = 0;
+  uint64_t wal_disk_seeds = 0;  // runs with the WAL as the disk
 
   std::string Line() const;  // "sim: N seeds passed, M failed in Xs"
 };
