@@ -137,6 +137,11 @@ Status DiskStorage::Recover() {
   base_index_ = c;
   base_term_ = chosen->metadata.term;
   snapshot_ = std::move(*chosen);
+  // A snapshot holds only committed entries. The hard state that raises the
+  // commit index to it is written after the snapshot's marker, so a crash
+  // in between recovers a commit below the snapshot, which the core refuses
+  // to start from (found by the simulator, tests/sim/FINDINGS.md §7).
+  hs_.commit = std::max(hs_.commit, c);
   return Status::OK();
 }
 
@@ -316,8 +321,12 @@ Status DiskStorage::ApplySnapshot(raft::Snapshot snap) {
     base_index_ = index;
     base_term_ = snap.metadata.term;
     snapshot_ = std::move(snap);
+    hs_.commit = std::max(hs_.commit, index);
   }
-  return snaps_.Retain(index);
+  // The snapshot is installed and durable: failing to delete older snapshot
+  // files only leaves them for the next Retain (and Open) to remove.
+  (void)snaps_.Retain(index);
+  return Status::OK();
 }
 
 Result<raft::Snapshot> DiskStorage::CreateSnapshot(raft::Index i,

@@ -98,24 +98,17 @@ void SimCluster::Start(SimNode& n) {
     }
   }
   if (n.disk->wal()) {
-    // Workaround for FINDINGS.md "hard state commit below the snapshot
-    // after a crash": DiskStorage::ApplySnapshot is durable before the
-    // Ready's hard state, and a crash between the two (or in the snapshot
-    // file cleanup after the marker) recovers commit < snapshot index, which
-    // the core refuses to start from. A snapshot holds committed entries
-    // only, so raising the commit index to it is what a fixed recovery
-    // would do; every other check still applies.
+    // FINDINGS.md §7 (fixed in DiskStorage recovery): a crash between a
+    // snapshot's marker and the Ready's hard state must not recover a commit
+    // index below the snapshot.
     raft::HardState hs = n.disk->GetHardState();
     raft::Index snap_index = n.disk->FirstIndex() - 1;
     if (hs.commit < snap_index) {
-      if (tracing()) {
-        Log(fmt::format("WORKAROUND member {}: recovered commit {} below its "
-                        "snapshot {}; raised",
-                        n.id, hs.commit, snap_index));
-      }
       stats_.commit_below_snapshot++;
-      hs.commit = snap_index;
-      KEEL_CHECK(n.disk->Save(&hs, {}).ok()) << "";
+      checker_.Fail(fmt::format("member {}: recovered commit {} below its "
+                                "snapshot {}",
+                                n.id, hs.commit, snap_index));
+      return;
     }
   }
   auto snap = n.disk->storage().GetSnapshot();
