@@ -68,7 +68,11 @@ View Capture(const DiskStorage& s) {
 }
 
 bool Matches(const View& v, const ModelState& m) {
-  if (!(v.hs == m.hs) || v.last != m.last()) return false;
+  // A snapshot holds committed entries only: recovery raises the commit
+  // index to it even when the hard state saying so was not yet written.
+  raft::HardState want = m.hs;
+  want.commit = std::max(want.commit, m.snap_index);
+  if (!(v.hs == want) || v.last != m.last()) return false;
   if (v.snap.metadata.index != m.snap_index ||
       v.snap.metadata.term != m.snap_term || v.snap.data != m.snap_data) {
     return false;
