@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <chrono>
 #include <thread>
 
 #include "common/rng.h"
@@ -197,11 +198,20 @@ TEST(Concurrency, ReadersNeverSeeHalfATxn) {
       }
     });
   }
+  // On a loaded machine the readers may not have been scheduled yet, and a
+  // writer-preferring lock would let all writes finish first: wait (with a
+  // deadline) until every reader runs, and yield between writes.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (reads.load() < 3 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  int reads_before = reads.load();
   for (int i = 1; i <= 200; i++) {
     TxnRequest t;
     t.success = {OpPut(testing::P("a", std::to_string(i))),
                  OpPut(testing::P("b", std::to_string(i)))};
     EXPECT_TRUE(s->Txn(t, {static_cast<uint64_t>(i), 1}).ok());
+    std::this_thread::yield();
     if (i % 50 == 0) {
       EXPECT_TRUE(s->Compact(s->CurrentRevision() - 1, true).ok());
     }
@@ -209,7 +219,8 @@ TEST(Concurrency, ReadersNeverSeeHalfATxn) {
   done = true;
   for (auto& t : readers) t.join();
   EXPECT_EQ(violations.load(), 0);
-  EXPECT_GT(reads.load(), 0);
+  EXPECT_GT(reads_before, 0);
+  EXPECT_GT(reads.load(), reads_before) << "no read ran during the writes";
 }
 
 }  // namespace
