@@ -67,6 +67,12 @@ grpc::Status MaintenanceService::HashKV(grpc::ServerContext*,
   return ToGrpc(s_->HashKV(*r, out));
 }
 
+grpc::Status MaintenanceService::Defragment(
+    grpc::ServerContext*, const etcdserverpb::DefragmentRequest*,
+    etcdserverpb::DefragmentResponse* out) {
+  return ToGrpc(s_->Defragment(out));
+}
+
 grpc::Status ClusterService::MemberList(
     grpc::ServerContext*, const etcdserverpb::MemberListRequest* r,
     etcdserverpb::MemberListResponse* out) {

@@ -51,6 +51,9 @@ class MaintenanceService final : public etcdserverpb::Maintenance::Service {
                      etcdserverpb::AlarmResponse*) override;
   grpc::Status HashKV(grpc::ServerContext*, const etcdserverpb::HashKVRequest*,
                       etcdserverpb::HashKVResponse*) override;
+  grpc::Status Defragment(grpc::ServerContext*,
+                          const etcdserverpb::DefragmentRequest*,
+                          etcdserverpb::DefragmentResponse*) override;
 
  private:
   server::Server* s_;

@@ -1,6 +1,7 @@
 // Store: opening, Range, Put, DeleteRange, and committing write batches.
 #include "mvcc/store.h"
 
+#include <rocksdb/db.h>
 #include <rocksdb/iterator.h>
 
 #include <algorithm>
@@ -420,6 +421,20 @@ Status Store::Sync() {
 Status Store::ForceCommit() {
   std::shared_lock l(mu_);
   return backend_->Flush();
+}
+
+Status Store::Defragment() {
+  // Reads go on meanwhile (shared lock); RocksDB rewrites the files
+  // without the rows compaction deleted, which is what frees the space.
+  std::shared_lock l(mu_);
+  KEEL_RETURN_IF_ERROR(backend_->Flush());
+  rocksdb::CompactRangeOptions o;
+  o.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  for (auto* cf : {backend_->data(), backend_->meta()}) {
+    rocksdb::Status s = backend_->db()->CompactRange(o, cf, nullptr, nullptr);
+    if (!s.ok()) return Status::IOError("defragment: " + s.ToString());
+  }
+  return Status::OK();
 }
 
 }  // namespace keel::mvcc

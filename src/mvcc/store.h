@@ -122,6 +122,10 @@ class Store {
   Status Sync();
   // Sync() plus a flush of memtables to SST files.
   Status ForceCommit();
+  // Rewrites the database files without deleted rows (after a compaction),
+  // returning the space to the file system (Maintenance.Defragment). Local
+  // to this member; reads continue meanwhile.
+  Status Defragment();
   // Replaces the whole store with a file written by ExportSnapshot (a
   // follower's InstallSnapshot). Atomic across crashes.
   Status RestoreSnapshot(const std::string& path);

@@ -626,6 +626,15 @@ Status Server::HashKV(const etcdserverpb::HashKVRequest& r,
   return Status::OK();
 }
 
+Status Server::Defragment(etcdserverpb::DefragmentResponse* out) {
+  uint64_t before = store_->Stats().size_bytes;
+  KEEL_RETURN_IF_ERROR(store_->Defragment());
+  spdlog::info("defragmented the store: {} -> {} bytes", before,
+               store_->Stats().size_bytes);
+  FillHeader(out->mutable_header(), store_->CurrentRevision());
+  return Status::OK();
+}
+
 bool Server::Healthy() const {
   if (!node_ || node_->GetStatus().leader == 0) return false;
   std::lock_guard lock(state_mu_);

@@ -83,6 +83,7 @@ class Server final : public StateMachine,
                     etcdserverpb::MemberListResponse* out);
   Status HashKV(const etcdserverpb::HashKVRequest& r,
                 etcdserverpb::HashKVResponse* out);
+  Status Defragment(etcdserverpb::DefragmentResponse* out);
   // Serving (has a leader, no alarm), for health checks.
   bool Healthy() const;
   void FillHeader(etcdserverpb::ResponseHeader* h, int64_t revision) const;

@@ -138,7 +138,6 @@ def test_quota_exceeded_refuses_lease_grant(quota_member):
     assert not r.ok and r.error_line() == f"failed to grant lease ({NO_SPACE})", repr(r)
 
 
-@pytest.mark.keel_xfail(reason="defragmentation is not implemented: Maintenance.Defragment answers UNIMPLEMENTED")
 def test_quota_recover_compact_defrag_disarm(quota_member):
     m = quota_member
     fill_until_nospace(m)
