@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <climits>
+#include <string_view>
 
 #include "api/errors.h"
 
@@ -19,33 +20,54 @@ grpc::Status ToGrpc(const Status& s) {
   return grpc::Status(grpc::StatusCode::UNKNOWN, s.message());
 }
 
-grpc::Status KvService::Range(grpc::ServerContext*,
+namespace {
+
+// etcd's clients may ask (metadata "hasleader: true", clientv3's
+// WithRequireLeader) to fail at once rather than wait when the member has
+// no leader.
+bool LeaderRequiredButMissing(const grpc::ServerContext* ctx,
+                              const server::Server* s) {
+  if (ctx == nullptr) return false;
+  auto it = ctx->client_metadata().find("hasleader");
+  return it != ctx->client_metadata().end() &&
+         std::string_view(it->second.data(), it->second.size()) == "true" &&
+         !s->HasLeader();
+}
+
+}  // namespace
+
+grpc::Status KvService::Range(grpc::ServerContext* ctx,
                               const etcdserverpb::RangeRequest* r,
                               etcdserverpb::RangeResponse* out) {
+  if (LeaderRequiredButMissing(ctx, s_)) return kErrNoLeader.ToStatus();
   return ToGrpc(s_->Range(*r, out));
 }
 
-grpc::Status KvService::Put(grpc::ServerContext*,
+grpc::Status KvService::Put(grpc::ServerContext* ctx,
                             const etcdserverpb::PutRequest* r,
                             etcdserverpb::PutResponse* out) {
+  if (LeaderRequiredButMissing(ctx, s_)) return kErrNoLeader.ToStatus();
   return ToGrpc(s_->Put(*r, out));
 }
 
-grpc::Status KvService::DeleteRange(grpc::ServerContext*,
+grpc::Status KvService::DeleteRange(grpc::ServerContext* ctx,
                                     const etcdserverpb::DeleteRangeRequest* r,
                                     etcdserverpb::DeleteRangeResponse* out) {
+  if (LeaderRequiredButMissing(ctx, s_)) return kErrNoLeader.ToStatus();
   return ToGrpc(s_->DeleteRange(*r, out));
 }
 
-grpc::Status KvService::Txn(grpc::ServerContext*,
+grpc::Status KvService::Txn(grpc::ServerContext* ctx,
                             const etcdserverpb::TxnRequest* r,
                             etcdserverpb::TxnResponse* out) {
+  if (LeaderRequiredButMissing(ctx, s_)) return kErrNoLeader.ToStatus();
   return ToGrpc(s_->Txn(*r, out));
 }
 
-grpc::Status KvService::Compact(grpc::ServerContext*,
+grpc::Status KvService::Compact(grpc::ServerContext* ctx,
                                 const etcdserverpb::CompactionRequest* r,
                                 etcdserverpb::CompactionResponse* out) {
+  if (LeaderRequiredButMissing(ctx, s_)) return kErrNoLeader.ToStatus();
   return ToGrpc(s_->Compact(*r, out));
 }
 

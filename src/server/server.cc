@@ -413,8 +413,10 @@ Result<std::shared_ptr<ApplyResult>> Server::ProposeAndWait(
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left <= 0ms || !node_->WaitForLeader(left)) {
+      // etcd holds a proposal until a leader appears or the request times
+      // out; "no leader" is for clients that ask for it (see HasLeader).
       forget();
-      return EtcdErr(api::kErrNoLeader);
+      return EtcdErr(api::kErrTimeout);
     }
     if (node_->GetStatus().leader != 0 &&
         std::chrono::steady_clock::now() < deadline) {

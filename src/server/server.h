@@ -86,6 +86,7 @@ class Server final : public StateMachine,
   Status Defragment(etcdserverpb::DefragmentResponse* out);
   // Serving (has a leader, no alarm), for health checks.
   bool Healthy() const;
+  bool HasLeader() const { return node_ && node_->GetStatus().leader != 0; }
   void FillHeader(etcdserverpb::ResponseHeader* h, int64_t revision) const;
 
   // ---- StateMachine (RaftNode loop thread) ----

@@ -3,7 +3,9 @@ misses enough writes to need a snapshot."""
 
 import time
 
+import grpc
 import pytest
+from etcd3 import etcdrpc
 
 from cluster import LoadWriter, decode_kvs, pipelined_puts, wait_for
 
@@ -188,6 +190,20 @@ def test_quorum_loss(make_cluster, uniq):
     r = survivor.ctl("get", k, command_timeout="2s")
     assert not r.ok, repr(r)
     assert survivor.ctl_ok("get", k, "--consistency=s").out == f"{k}\nbefore\n"
+    # A client that requires a leader (clientv3.WithRequireLeader) is told at
+    # once, with etcd's error, once the member has noticed the loss.
+    client = survivor.client()
+    try:
+        def no_leader_answer():
+            try:
+                client.kvstub.Put(etcdrpc.PutRequest(key=k.encode(), value=b"x"), timeout=2,
+                                  metadata=(("hasleader", "true"),))
+            except grpc.RpcError as e:
+                return e.code() == grpc.StatusCode.UNAVAILABLE and e.details() == "etcdserver: no leader"
+            return False
+        wait_for(no_leader_answer, 20, "etcdserver: no leader for a leader-requiring client")
+    finally:
+        client.close()
     # one member back: a quorum again
     c[1].start()
     c.wait_ready(30)
