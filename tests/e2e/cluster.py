@@ -70,7 +70,7 @@ def wait_for(cond: Callable[[], T], timeout: float, what: str, interval: float =
         if time.monotonic() >= deadline:
             detail = f"last error: {last_exc!r}" if last_exc else f"last value: {last_val!r}"
             raise Timeout(f"timed out after {timeout}s waiting for {what}; {detail}")
-        time.sleep(interval)
+        time.sleep(interval)  # poll interval, under the deadline above
 
 
 _ports_lock = threading.Lock()

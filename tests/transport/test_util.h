@@ -33,7 +33,7 @@ inline bool WaitFor(const std::function<bool()>& pred,
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!pred()) {
     if (std::chrono::steady_clock::now() > deadline) return pred();
-    std::this_thread::sleep_for(2ms);
+    std::this_thread::sleep_for(2ms);  // poll interval, under the deadline
   }
   return true;
 }
