@@ -433,14 +433,25 @@ Result<std::shared_ptr<ApplyResult>> Server::ProposeAndWait(
 }
 
 Status Server::WaitReadIndex() {
-  auto f = node_->ReadIndex();
-  if (f.wait_for(RequestTimeout()) != std::future_status::ready) {
-    return EtcdErr(api::kErrTimeout);
+  // Like a proposal, a read waits out an election (up to the request
+  // timeout) rather than failing while the cluster has no leader.
+  auto deadline = std::chrono::steady_clock::now() + RequestTimeout();
+  while (true) {
+    auto f = node_->ReadIndex();
+    if (f.wait_until(deadline) != std::future_status::ready) {
+      return EtcdErr(api::kErrTimeout);
+    }
+    Status st = f.get();
+    if (st.ok()) return st;
+    if (st.message() != api::kErrNoLeader.message) {
+      return EtcdErr(api::kErrStopped);
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left <= 0ms || !node_->WaitForLeader(left)) {
+      return EtcdErr(api::kErrTimeout);
+    }
   }
-  Status st = f.get();
-  if (st.ok()) return st;
-  if (st.message() == api::kErrNoLeader.message) return EtcdErr(api::kErrNoLeader);
-  return EtcdErr(api::kErrStopped);
 }
 
 void Server::FillHeader(etcdserverpb::ResponseHeader* h,
