@@ -237,6 +237,16 @@ Status Raft::Step(Message m) {
                m.type == MessageType::kHeartbeat ||
                m.type == MessageType::kSnap) {
       BecomeFollower(m.term, m.from);
+    } else if (m.type == MessageType::kVote) {
+      // A vote request moves us to its term, but the election timer keeps
+      // running unless we grant the vote (Raft, Figure 2: a follower waits
+      // for "AppendEntries from current leader or granting vote to
+      // candidate"). Otherwise members with stale logs, campaigning in
+      // turn, keep resetting the one member that could win (the simulator
+      // found such a livelock without PreVote, seed 34729).
+      int elapsed = election_elapsed_;
+      BecomeFollower(m.term, kNone);
+      election_elapsed_ = elapsed;
     } else {
       BecomeFollower(m.term, kNone);
     }
