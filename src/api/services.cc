@@ -101,14 +101,14 @@ grpc::Status ClusterService::MemberList(
   return ToGrpc(s_->MemberList(*r, out));
 }
 
-ClientApi::ClientApi(server::Server* s) : kv_(s), maintenance_(s), cluster_(s) {}
+ClientApi::ClientApi(server::Server* s)
+    : kv_(s), maintenance_(s), cluster_(s) {}
 
 ClientApi::~ClientApi() { Shutdown(); }
 
 void ClientApi::Shutdown() {
   if (grpc_) {
-    grpc_->Shutdown(std::chrono::system_clock::now() +
-                    std::chrono::seconds(2));
+    grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     grpc_.reset();
   }
 }
@@ -131,9 +131,8 @@ Result<std::unique_ptr<ClientApi>> ClientApi::Start(server::Server* s) {
   // etcd lets a request be this much larger than --max-request-bytes at the
   // gRPC layer, so that its own check answers with its own message.
   constexpr int kGrpcOverheadBytes = 512 * 1024;
-  b.SetMaxReceiveMessageSize(
-      static_cast<int>(std::min<uint64_t>(
-          s->config().max_request_bytes + kGrpcOverheadBytes, INT_MAX)));
+  b.SetMaxReceiveMessageSize(static_cast<int>(std::min<uint64_t>(
+      s->config().max_request_bytes + kGrpcOverheadBytes, INT_MAX)));
   b.SetMaxSendMessageSize(INT_MAX);
   b.RegisterService(&api->kv_);
   b.RegisterService(&api->maintenance_);

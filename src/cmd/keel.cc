@@ -24,8 +24,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   const std::string& level = config->log_level;
-  spdlog::set_level(level == "debug" ? spdlog::level::debug
-                    : level == "warn" ? spdlog::level::warn
+  spdlog::set_level(level == "debug"   ? spdlog::level::debug
+                    : level == "warn"  ? spdlog::level::warn
                     : level == "error" ? spdlog::level::err
                     : (level == "panic" || level == "fatal")
                         ? spdlog::level::critical

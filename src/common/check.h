@@ -34,17 +34,17 @@ struct Voidify {
 
 }  // namespace keel::internal
 
-#define KEEL_CHECK(cond)                                             \
-  (__builtin_expect(!!(cond), 1))                                    \
-      ? (void)0                                                      \
-      : ::keel::internal::Voidify() &                                \
+#define KEEL_CHECK(cond)              \
+  (__builtin_expect(!!(cond), 1))     \
+      ? (void)0                       \
+      : ::keel::internal::Voidify() & \
             ::keel::internal::CheckFailure(__FILE__, __LINE__, #cond)
 
-#define KEEL_CHECK_OP(a, op, b)                                              \
-  ((a)op(b)) ? (void)0                                                       \
-             : ::keel::internal::Voidify() &                                 \
-                   ::keel::internal::CheckFailure(__FILE__, __LINE__,        \
-                                                  #a " " #op " " #b)         \
+#define KEEL_CHECK_OP(a, op, b)                                       \
+  ((a)op(b)) ? (void)0                                                \
+             : ::keel::internal::Voidify() &                          \
+                   ::keel::internal::CheckFailure(__FILE__, __LINE__, \
+                                                  #a " " #op " " #b)  \
                        << "(" << (a) << " vs " << (b) << ") "
 
 #define KEEL_CHECK_EQ(a, b) KEEL_CHECK_OP(a, ==, b)

@@ -29,12 +29,12 @@ class Status {
     kIOError,
     kNoSpace,
     kUnavailable,
-    kCompacted,              // raft: the requested index was compacted away
+    kCompacted,  // raft: the requested index was compacted away
     kSnapshotTemporarilyUnavailable,
     kSnapshotOutOfDate,
-    kProposalDropped,        // raft: proposal refused (no leader, transfer...)
-    kStepLocalMessage,       // raft: a local message type was stepped
-    kStepPeerNotFound,       // raft: a response from an unknown peer
+    kProposalDropped,   // raft: proposal refused (no leader, transfer...)
+    kStepLocalMessage,  // raft: a local message type was stepped
+    kStepPeerNotFound,  // raft: a response from an unknown peer
     kAborted,
     kTimedOut,
     kFailedPrecondition,
@@ -55,7 +55,8 @@ class Status {
   static Status Unavailable(std::string_view m) {
     return {Code::kUnavailable, m};
   }
-  static Status Compacted(std::string_view m = "requested index is unavailable due to compaction") {
+  static Status Compacted(
+      std::string_view m = "requested index is unavailable due to compaction") {
     return {Code::kCompacted, m};
   }
   static Status SnapshotTemporarilyUnavailable(
@@ -63,7 +64,8 @@ class Status {
     return {Code::kSnapshotTemporarilyUnavailable, m};
   }
   static Status SnapshotOutOfDate(
-      std::string_view m = "requested index is older than the existing snapshot") {
+      std::string_view m =
+          "requested index is older than the existing snapshot") {
     return {Code::kSnapshotOutOfDate, m};
   }
   static Status ProposalDropped(std::string_view m = "raft proposal dropped") {
@@ -143,8 +145,8 @@ class [[nodiscard]] Result {
 
 }  // namespace keel
 
-#define KEEL_RETURN_IF_ERROR(expr)        \
-  do {                                    \
-    ::keel::Status _st = (expr);          \
-    if (!_st.ok()) return _st;            \
+#define KEEL_RETURN_IF_ERROR(expr) \
+  do {                             \
+    ::keel::Status _st = (expr);   \
+    if (!_st.ok()) return _st;     \
   } while (0)

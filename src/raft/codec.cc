@@ -7,7 +7,6 @@ namespace {
 
 constexpr char kVersion = 1;
 
-
 bool GetString(std::string_view* in, std::string* s) {
   std::string_view v;
   if (!GetLengthPrefixed(in, &v)) return false;
@@ -84,8 +83,8 @@ void PutMetadataFields(std::string* out, const SnapshotMetadata& m) {
 }
 
 bool GetMetadataFields(std::string_view* in, SnapshotMetadata* m) {
-  return GetConfStateFields(in, &m->conf_state) &&
-         GetVarint64(in, &m->index) && GetVarint64(in, &m->term);
+  return GetConfStateFields(in, &m->conf_state) && GetVarint64(in, &m->index) &&
+         GetVarint64(in, &m->term);
 }
 
 }  // namespace

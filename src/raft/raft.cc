@@ -27,8 +27,8 @@ Raft::Raft(const Config& c)
   Status st = c.storage->InitialState(&hs, &cs);
   KEEL_CHECK(st.ok()) << "storage initial state: " << st.ToString();
   auto restored = confchange::Restore(trk_, log_.LastIndex(), cs);
-  KEEL_CHECK(restored.ok()) << "restore config: "
-                            << restored.status().ToString();
+  KEEL_CHECK(restored.ok())
+      << "restore config: " << restored.status().ToString();
   SwitchToConfig(restored->config, restored->progress);
   if (!hs.IsEmpty()) LoadState(hs);
   // A member that has been in a term after the bootstrap term (1) may have
@@ -220,8 +220,8 @@ Status Raft::Step(Message m) {
   } else if (m.term > term_) {
     if (m.type == MessageType::kVote || m.type == MessageType::kPreVote) {
       bool force = m.context == kCampaignTransfer;
-      bool restarting = restart_vote_guard_ &&
-                        ticks_since_start_ < election_timeout_;
+      bool restarting =
+          restart_vote_guard_ && ticks_since_start_ < election_timeout_;
       bool in_lease = check_quorum_ && (lead_ != kNone || restarting) &&
                       election_elapsed_ < election_timeout_;
       // While we hear from a leader, a vote request is from a member that
@@ -251,8 +251,8 @@ Status Raft::Step(Message m) {
       BecomeFollower(m.term, kNone);
     }
   } else if (m.term < term_) {
-    if ((check_quorum_ || pre_vote_) && (m.type == MessageType::kHeartbeat ||
-                                         m.type == MessageType::kApp)) {
+    if ((check_quorum_ || pre_vote_) &&
+        (m.type == MessageType::kHeartbeat || m.type == MessageType::kApp)) {
       // A stale leader (e.g. partitioned, or its term overtaken by a
       // member whose pre-vote failed) learns our term from this answer and
       // steps down; without it, the cluster could be stuck.
@@ -460,7 +460,8 @@ ConfState Raft::SwitchToConfig(const tracker::Config& cfg,
       if (id != id_) MaybeSendAppend(id, false);
     }
   }
-  if (lead_transferee_ != kNone && !trk_.config.voters.Contains(lead_transferee_)) {
+  if (lead_transferee_ != kNone &&
+      !trk_.config.voters.Contains(lead_transferee_)) {
     AbortLeaderTransfer();
   }
   return cs;

@@ -159,12 +159,12 @@ bool Raft::Restore(const Snapshot& s) {
     return false;
   }
   const ConfState& cs = md.conf_state;
-  bool found = std::find(cs.voters.begin(), cs.voters.end(), id_) !=
-                   cs.voters.end() ||
-               std::find(cs.learners.begin(), cs.learners.end(), id_) !=
-                   cs.learners.end() ||
-               std::find(cs.voters_outgoing.begin(), cs.voters_outgoing.end(),
-                         id_) != cs.voters_outgoing.end();
+  bool found =
+      std::find(cs.voters.begin(), cs.voters.end(), id_) != cs.voters.end() ||
+      std::find(cs.learners.begin(), cs.learners.end(), id_) !=
+          cs.learners.end() ||
+      std::find(cs.voters_outgoing.begin(), cs.voters_outgoing.end(), id_) !=
+          cs.voters_outgoing.end();
   // A snapshot that does not include us would leave us without a
   // configuration; this should not happen, so refuse it.
   if (!found) return false;
@@ -174,7 +174,8 @@ bool Raft::Restore(const Snapshot& s) {
     return false;
   }
   log_.Restore(s);
-  tracker::ProgressTracker fresh(trk_.max_inflight(), trk_.max_inflight_bytes());
+  tracker::ProgressTracker fresh(trk_.max_inflight(),
+                                 trk_.max_inflight_bytes());
   auto r = confchange::Restore(fresh, log_.LastIndex(), cs);
   KEEL_CHECK(r.ok()) << "unable to restore config from snapshot: "
                      << r.status().ToString();

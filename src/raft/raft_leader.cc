@@ -71,8 +71,9 @@ Status Raft::HandlePropose(Message& m) {
     return Status::ProposalDropped();
   }
   if (lead_transferee_ != kNone) {
-    return Status::ProposalDropped("raft proposal dropped: leadership "
-                                   "transfer in progress");
+    return Status::ProposalDropped(
+        "raft proposal dropped: leadership "
+        "transfer in progress");
   }
   for (size_t i = 0; i < m.entries.size(); i++) {
     Entry& e = m.entries[i];
@@ -97,8 +98,9 @@ Status Raft::HandlePropose(Message& m) {
     }
   }
   if (!AppendEntry(m.entries)) {
-    return Status::ProposalDropped("raft proposal dropped: too many "
-                                   "uncommitted entries");
+    return Status::ProposalDropped(
+        "raft proposal dropped: too many "
+        "uncommitted entries");
   }
   BcastAppend();
   return Status::OK();
@@ -134,9 +136,7 @@ void Raft::ReduceUncommittedSize(uint64_t s) {
   uncommitted_size_ = s > uncommitted_size_ ? 0 : uncommitted_size_ - s;
 }
 
-bool Raft::MaybeCommit() {
-  return log_.MaybeCommit(trk_.Committed(), term_);
-}
+bool Raft::MaybeCommit() { return log_.MaybeCommit(trk_.Committed(), term_); }
 
 void Raft::HandleAppendResponse(const Message& m, tracker::Progress& pr) {
   pr.recent_active = true;

@@ -69,9 +69,10 @@ void Unstable::TruncateAndAppend(const std::vector<Entry>& ents) {
 
 void Unstable::Slice(Index lo, Index hi, std::vector<Entry>* out) const {
   KEEL_CHECK(lo <= hi && lo >= offset_ && hi <= offset_ + entries_.size())
-      << "unstable slice [" << lo << "," << hi << ") out of [" << offset_
-      << "," << offset_ + entries_.size() << ")";
-  out->insert(out->end(), entries_.begin() + static_cast<ptrdiff_t>(lo - offset_),
+      << "unstable slice [" << lo << "," << hi << ") out of [" << offset_ << ","
+      << offset_ + entries_.size() << ")";
+  out->insert(out->end(),
+              entries_.begin() + static_cast<ptrdiff_t>(lo - offset_),
               entries_.begin() + static_cast<ptrdiff_t>(hi - offset_));
 }
 
@@ -103,8 +104,8 @@ std::optional<Index> RaftLog::MaybeAppend(Index index, Term log_term,
   Index ci = FindConflict(ents);
   if (ci != 0) {
     KEEL_CHECK_GT(ci, committed_) << "entry conflicts with committed entry";
-    std::vector<Entry> rest(ents.begin() + static_cast<ptrdiff_t>(ci - index - 1),
-                            ents.end());
+    std::vector<Entry> rest(
+        ents.begin() + static_cast<ptrdiff_t>(ci - index - 1), ents.end());
     Append(rest);
   }
   CommitTo(std::min(committed, last_new));
@@ -218,8 +219,8 @@ void RaftLog::CommitTo(Index to) {
 void RaftLog::AppliedTo(Index i) {
   if (i == 0) return;
   KEEL_CHECK(committed_ >= i && i >= applied_)
-      << "applied(" << i << ") out of range [" << applied_ << ","
-      << committed_ << "]";
+      << "applied(" << i << ") out of range [" << applied_ << "," << committed_
+      << "]";
   applied_ = i;
   applying_ = std::max(applying_, i);
 }

@@ -7,10 +7,14 @@ namespace keel::raft {
 
 const char* StateRoleName(StateRole r) {
   switch (r) {
-    case StateRole::kFollower: return "StateFollower";
-    case StateRole::kCandidate: return "StateCandidate";
-    case StateRole::kLeader: return "StateLeader";
-    case StateRole::kPreCandidate: return "StatePreCandidate";
+    case StateRole::kFollower:
+      return "StateFollower";
+    case StateRole::kCandidate:
+      return "StateCandidate";
+    case StateRole::kLeader:
+      return "StateLeader";
+    case StateRole::kPreCandidate:
+      return "StatePreCandidate";
   }
   return "StateUnknown";
 }
@@ -24,10 +28,12 @@ Status Config::Validate() const {
     return Status::InvalidArgument(
         "election tick must be greater than heartbeat tick");
   }
-  if (storage == nullptr) return Status::InvalidArgument("storage cannot be nil");
+  if (storage == nullptr)
+    return Status::InvalidArgument("storage cannot be nil");
   if (rng == nullptr) return Status::InvalidArgument("rng cannot be nil");
   if (max_inflight_msgs == 0) {
-    return Status::InvalidArgument("max inflight messages must be greater than 0");
+    return Status::InvalidArgument(
+        "max inflight messages must be greater than 0");
   }
   if (max_inflight_bytes != 0 && max_inflight_bytes < max_size_per_msg) {
     return Status::InvalidArgument(
@@ -83,7 +89,8 @@ Status RawNode::ProposeBatch(std::vector<std::string> data) {
   m.type = MessageType::kProp;
   m.from = raft_->id();
   m.entries.resize(data.size());
-  for (size_t i = 0; i < data.size(); i++) m.entries[i].data = std::move(data[i]);
+  for (size_t i = 0; i < data.size(); i++)
+    m.entries[i].data = std::move(data[i]);
   return raft_->Step(std::move(m));
 }
 

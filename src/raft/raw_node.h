@@ -128,7 +128,11 @@ struct Ready {
   bool ContainsUpdates() const;
 };
 
-enum class ProgressState : uint8_t { kProbe = 0, kReplicate = 1, kSnapshot = 2 };
+enum class ProgressState : uint8_t {
+  kProbe = 0,
+  kReplicate = 1,
+  kSnapshot = 2
+};
 
 struct ProgressInfo {
   Index match = 0;

@@ -21,13 +21,9 @@ Status MemoryStorage::InitialState(HardState* hs, ConfState* cs) const {
   return Status::OK();
 }
 
-void MemoryStorage::SetHardState(const HardState& hs) {
-  hard_state_ = hs;
-}
+void MemoryStorage::SetHardState(const HardState& hs) { hard_state_ = hs; }
 
-HardState MemoryStorage::GetHardState() const {
-  return hard_state_;
-}
+HardState MemoryStorage::GetHardState() const { return hard_state_; }
 
 void MemoryStorage::SetConfState(const ConfState& cs) {
   snapshot_.metadata.conf_state = cs;
@@ -61,17 +57,11 @@ Result<Term> MemoryStorage::TermAt(Index i) const {
   return ents_[i - offset].term;
 }
 
-Index MemoryStorage::FirstIndex() const {
-  return FirstIndexLocked();
-}
+Index MemoryStorage::FirstIndex() const { return FirstIndexLocked(); }
 
-Index MemoryStorage::LastIndex() const {
-  return LastIndexLocked();
-}
+Index MemoryStorage::LastIndex() const { return LastIndexLocked(); }
 
-Result<Snapshot> MemoryStorage::GetSnapshot() const {
-  return snapshot_;
-}
+Result<Snapshot> MemoryStorage::GetSnapshot() const { return snapshot_; }
 
 Status MemoryStorage::ApplySnapshot(Snapshot snap) {
   if (snapshot_.metadata.index >= snap.metadata.index) {
@@ -104,7 +94,8 @@ Status MemoryStorage::Compact(Index compact_index) {
   std::vector<Entry> ents;
   ents.reserve(ents_.size() - i);
   ents.push_back(Entry{ents_[i].term, ents_[i].index, EntryType::kNormal, {}});
-  for (size_t j = i + 1; j < ents_.size(); j++) ents.push_back(std::move(ents_[j]));
+  for (size_t j = i + 1; j < ents_.size(); j++)
+    ents.push_back(std::move(ents_[j]));
   ents_ = std::move(ents);
   return Status::OK();
 }

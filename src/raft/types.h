@@ -81,21 +81,21 @@ struct Snapshot {
 };
 
 enum class MessageType : uint8_t {
-  kHup = 0,            // local: start an election
-  kBeat = 1,           // local: leader sends heartbeats
-  kProp = 2,           // proposal (local, or forwarded by a follower)
-  kApp = 3,            // AppendEntries
+  kHup = 0,   // local: start an election
+  kBeat = 1,  // local: leader sends heartbeats
+  kProp = 2,  // proposal (local, or forwarded by a follower)
+  kApp = 3,   // AppendEntries
   kAppResp = 4,
-  kVote = 5,           // RequestVote
+  kVote = 5,  // RequestVote
   kVoteResp = 6,
-  kSnap = 7,           // InstallSnapshot
+  kSnap = 7,  // InstallSnapshot
   kHeartbeat = 8,
   kHeartbeatResp = 9,
-  kUnreachable = 10,   // local: a peer could not be reached
-  kSnapStatus = 11,    // local: outcome of sending a snapshot
-  kCheckQuorum = 12,   // local: leader checks it still has a quorum
+  kUnreachable = 10,  // local: a peer could not be reached
+  kSnapStatus = 11,   // local: outcome of sending a snapshot
+  kCheckQuorum = 12,  // local: leader checks it still has a quorum
   kTransferLeader = 13,
-  kTimeoutNow = 14,    // the leader tells the transferee to campaign now
+  kTimeoutNow = 14,  // the leader tells the transferee to campaign now
   kReadIndex = 15,
   kReadIndexResp = 16,
   kPreVote = 17,
@@ -168,8 +168,9 @@ struct ConfChange {
 
   // Enter joint consensus? (Second value: leave it automatically?)
   bool EntersJoint(bool* auto_leave) const;
-  bool LeavesJoint() const { return changes.empty() &&
-      transition == ConfChangeTransition::kAuto; }
+  bool LeavesJoint() const {
+    return changes.empty() && transition == ConfChangeTransition::kAuto;
+  }
   friend bool operator==(const ConfChange&, const ConfChange&) = default;
 };
 

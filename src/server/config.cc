@@ -66,8 +66,10 @@ Result<Url> ParseUrl(const std::string& raw) {
   }
   u.scheme = s.substr(0, p);
   if (u.scheme != "http" && u.scheme != "https" && u.scheme != "unix") {
-    return Status::InvalidArgument("URL scheme must be http, https, unix or "
-                                   "unixs: " + raw);
+    return Status::InvalidArgument(
+        "URL scheme must be http, https, unix or "
+        "unixs: " +
+        raw);
   }
   s = s.substr(p + 3);
   while (!s.empty() && s.back() == '/') s.pop_back();
@@ -85,8 +87,10 @@ Result<Url> ParseUrl(const std::string& raw) {
   } else {
     auto colon = s.rfind(':');
     if (colon == std::string::npos) {
-      return Status::InvalidArgument("URL address does not have the form "
-                                     "\"host:port\": " + raw);
+      return Status::InvalidArgument(
+          "URL address does not have the form "
+          "\"host:port\": " +
+          raw);
     }
     u.host = s.substr(0, colon);
     port = s.substr(colon + 1);
@@ -94,8 +98,10 @@ Result<Url> ParseUrl(const std::string& raw) {
   if (u.host.empty() || port.empty() || port.size() > 5 ||
       !std::all_of(port.begin(), port.end(), ::isdigit) ||
       std::stoi(port) > 65535) {
-    return Status::InvalidArgument("URL address does not have the form "
-                                   "\"host:port\": " + raw);
+    return Status::InvalidArgument(
+        "URL address does not have the form "
+        "\"host:port\": " +
+        raw);
   }
   u.port = static_cast<uint16_t>(std::stoi(port));
   return u;
@@ -148,8 +154,9 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
   std::string advertise_peer = "http://localhost:2380";
   std::string initial_cluster;
   std::string pre_vote = "true";
-  CLI::App app{"keel: a strongly consistent key-value store that speaks the "
-               "etcd v3 API"};
+  CLI::App app{
+      "keel: a strongly consistent key-value store that speaks the "
+      "etcd v3 API"};
   app.set_version_flag("--version", "keel 0.1.0 (etcd API 3.5)");
   app.add_option("--name", c.name, "Human-readable name for this member.")
       ->envname("ETCD_NAME");
@@ -233,16 +240,17 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
       return Status::InvalidArgument("--" + flag + ": " +
                                      urls.status().message());
     }
-    if (urls->empty()) return Status::InvalidArgument("--" + flag + " is empty");
+    if (urls->empty())
+      return Status::InvalidArgument("--" + flag + " is empty");
     *out = std::move(urls).value();
     return Status::OK();
   };
-  KEEL_RETURN_IF_ERROR(parse("listen-client-urls", listen_client,
-                             &c.listen_client_urls));
+  KEEL_RETURN_IF_ERROR(
+      parse("listen-client-urls", listen_client, &c.listen_client_urls));
   KEEL_RETURN_IF_ERROR(parse("advertise-client-urls", advertise_client,
                              &c.advertise_client_urls));
-  KEEL_RETURN_IF_ERROR(parse("listen-peer-urls", listen_peer,
-                             &c.listen_peer_urls));
+  KEEL_RETURN_IF_ERROR(
+      parse("listen-peer-urls", listen_peer, &c.listen_peer_urls));
   KEEL_RETURN_IF_ERROR(parse("initial-advertise-peer-urls", advertise_peer,
                              &c.initial_advertise_peer_urls));
   if (initial_cluster.empty()) {
@@ -274,7 +282,8 @@ Status Validate(const ServerConfig& c) {
                                    "ms] is too long, and should be set less "
                                    "than 50000ms");
   }
-  if (c.initial_cluster_state != "new" && c.initial_cluster_state != "existing") {
+  if (c.initial_cluster_state != "new" &&
+      c.initial_cluster_state != "existing") {
     return Status::InvalidArgument(
         "invalid value \"" + c.initial_cluster_state +
         "\" for flag -initial-cluster-state: must be 'new' or 'existing'");
@@ -285,8 +294,8 @@ Status Validate(const ServerConfig& c) {
   if (c.snapshot_count == 0) {
     return Status::InvalidArgument("--snapshot-count must be positive");
   }
-  static const char* kLevels[] = {"debug", "info", "warn", "error", "panic",
-                                  "fatal"};
+  static const char* kLevels[] = {"debug", "info",  "warn",
+                                  "error", "panic", "fatal"};
   if (std::find(std::begin(kLevels), std::end(kLevels), c.log_level) ==
       std::end(kLevels)) {
     return Status::InvalidArgument("unknown log level: " + c.log_level);

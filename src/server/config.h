@@ -23,8 +23,8 @@ struct Url {
   std::string scheme;  // "http" or "https"
   std::string host;
   uint16_t port = 0;
-  std::string String() const;          // scheme://host:port
-  std::string HostPort() const;        // host:port, IPv6 hosts in brackets
+  std::string String() const;    // scheme://host:port
+  std::string HostPort() const;  // host:port, IPv6 hosts in brackets
 };
 Result<Url> ParseUrl(const std::string& s);
 Result<std::vector<Url>> ParseUrls(const std::string& comma_separated);
@@ -43,7 +43,7 @@ struct ServerConfig {
   int heartbeat_ms = 100;
   int election_ms = 1000;
   uint64_t snapshot_count = 100000;
-  int64_t quota_backend_bytes = 0;  // 0: the default, 2 GiB
+  int64_t quota_backend_bytes = 0;       // 0: the default, 2 GiB
   uint64_t max_request_bytes = 1572864;  // 1.5 MiB
   uint64_t max_txn_ops = 128;
   bool pre_vote = true;

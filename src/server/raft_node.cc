@@ -165,9 +165,9 @@ RaftNodeStatus RaftNode::GetStatus() const {
 
 bool RaftNode::WaitForLeader(std::chrono::milliseconds timeout) const {
   std::unique_lock lock(mu_);
-  return cv_.wait_for(lock, timeout,
-                      [this] { return status_.leader != 0 || stopping_; }) &&
-         status_.leader != 0;
+  return cv_.wait_for(lock, timeout, [this] {
+    return status_.leader != 0 || stopping_;
+  }) && status_.leader != 0;
 }
 
 void RaftNode::Run() {
@@ -287,13 +287,12 @@ void RaftNode::HandleReady() {
     applied_ = rd.snapshot.metadata.index;
     snapshot_index_ = applied_;
     conf_state_ = rd.snapshot.metadata.conf_state;
-    spdlog::info("raft: {:x} applied snapshot at index {} term {}",
-                 options_.id, rd.snapshot.metadata.index,
-                 rd.snapshot.metadata.term);
+    spdlog::info("raft: {:x} applied snapshot at index {} term {}", options_.id,
+                 rd.snapshot.metadata.index, rd.snapshot.metadata.term);
   }
   if (!rd.entries.empty() || !rd.hard_state.IsEmpty()) {
-    auto lsn = storage_->Save(rd.hard_state.IsEmpty() ? nullptr : &rd.hard_state,
-                              rd.entries);
+    auto lsn = storage_->Save(
+        rd.hard_state.IsEmpty() ? nullptr : &rd.hard_state, rd.entries);
     // A failed write or fdatasync leaves the page cache in an unknown
     // state: nothing we acknowledged may depend on it. Fatal by design.
     KEEL_CHECK(lsn.ok()) << "WAL write failed: " << lsn.status().ToString();
@@ -348,7 +347,8 @@ void RaftNode::MaybeSnapshot() {
     uint64_t compact = applied_ - options_.snapshot_catchup_entries;
     if (compact >= storage_->FirstIndex()) {
       st = storage_->Compact(compact);
-      if (!st.ok()) spdlog::warn("raft: compact to {}: {}", compact, st.ToString());
+      if (!st.ok())
+        spdlog::warn("raft: compact to {}: {}", compact, st.ToString());
     }
   }
   spdlog::info("raft: {:x} saved snapshot at index {}", options_.id, applied_);

@@ -103,8 +103,8 @@ struct RaftNodeStatus {
 
 class RaftNode {
  public:
-  RaftNode(RaftNodeOptions options, wal::DiskStorage* storage,
-           StateMachine* sm, MessageSender* sender);
+  RaftNode(RaftNodeOptions options, wal::DiskStorage* storage, StateMachine* sm,
+           MessageSender* sender);
   ~RaftNode();
 
   Status Start();
@@ -169,9 +169,9 @@ class RaftNode {
 
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
-  std::deque<Task> tasks_;         // guarded by mu_
-  bool stopping_ = false;          // guarded by mu_
-  RaftNodeStatus status_;          // guarded by mu_
+  std::deque<Task> tasks_;  // guarded by mu_
+  bool stopping_ = false;   // guarded by mu_
+  RaftNodeStatus status_;   // guarded by mu_
   std::thread thread_;
 };
 

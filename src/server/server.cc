@@ -28,7 +28,8 @@ Status EtcdErr(const api::EtcdError& e) {
 class FileSource : public transport::ByteSource {
  public:
   FileSource(std::string path, bool remove_after)
-      : path_(std::move(path)), in_(path_, std::ios::binary),
+      : path_(std::move(path)),
+        in_(path_, std::ios::binary),
         remove_after_(remove_after) {}
   ~FileSource() override {
     in_.close();
@@ -110,7 +111,8 @@ Status CheckTxn(const etcdserverpb::TxnRequest& r, uint64_t max_ops) {
       static_cast<uint64_t>(r.failure_size()) > max_ops) {
     return EtcdErr(api::kErrTooManyOps);
   }
-  for (const auto& c : r.compare()) KEEL_RETURN_IF_ERROR(CheckRangeKey(c.key()));
+  for (const auto& c : r.compare())
+    KEEL_RETURN_IF_ERROR(CheckRangeKey(c.key()));
   auto check_ops = [&](const auto& ops) -> Status {
     for (const auto& op : ops) {
       switch (op.request_case()) {
@@ -138,9 +140,12 @@ Status CheckTxn(const etcdserverpb::TxnRequest& r, uint64_t max_ops) {
 
 std::string AlarmName(int32_t t) {
   switch (t) {
-    case 1: return "NOSPACE";
-    case 2: return "CORRUPT";
-    default: return "NONE";
+    case 1:
+      return "NOSPACE";
+    case 2:
+      return "CORRUPT";
+    default:
+      return "NONE";
   }
 }
 
@@ -237,19 +242,21 @@ Status Server::OpenStorage() {
     if (!snap.ok()) return snap.status();
     ClusterState cs;
     if (!cs.Decode(snap->data)) {
-      return Status::Corruption("the cluster state in the raft snapshot at "
-                                "index " +
-                                std::to_string(snap->metadata.index) + " in " +
-                                SnapDir() + " cannot be decoded");
+      return Status::Corruption(
+          "the cluster state in the raft snapshot at "
+          "index " +
+          std::to_string(snap->metadata.index) + " in " + SnapDir() +
+          " cannot be decoded");
     }
     std::lock_guard lock(state_mu_);
     cluster_ = std::move(cs);
   }
   ReplayMembership();
-  spdlog::info("member {:x} of cluster {:x}: data directory {}, applied index "
-               "{}, revision {}",
-               member_id_, cluster_id_, config_.data_dir, AppliedIndex(),
-               store_->CurrentRevision());
+  spdlog::info(
+      "member {:x} of cluster {:x}: data directory {}, applied index "
+      "{}, revision {}",
+      member_id_, cluster_id_, config_.data_dir, AppliedIndex(),
+      store_->CurrentRevision());
   return Status::OK();
 }
 
@@ -370,8 +377,8 @@ void Server::PublishLoop() {
     }
     auto r = ProposeAndWait(std::move(req));
     if (r.ok() && (*r)->status.ok()) {
-      spdlog::info("published member {:x} name={} to cluster {:x}",
-                   member_id_, config_.name, cluster_id_);
+      spdlog::info("published member {:x} name={} to cluster {:x}", member_id_,
+                   config_.name, cluster_id_);
       return;
     }
     std::unique_lock lock(publish_mu_);
@@ -474,7 +481,8 @@ Status Server::Range(const etcdserverpb::RangeRequest& r,
 }
 
 bool Server::OverQuota() const {
-  return store_->Stats().size_bytes > static_cast<uint64_t>(config_.QuotaBytes());
+  return store_->Stats().size_bytes >
+         static_cast<uint64_t>(config_.QuotaBytes());
 }
 
 void Server::RaiseNoSpaceAlarm() {
@@ -482,9 +490,10 @@ void Server::RaiseNoSpaceAlarm() {
     std::lock_guard lock(state_mu_);
     if (cluster_.alarms.count({member_id_, 1})) return;
   }
-  spdlog::warn("database space exceeded: {} bytes over the quota of {} bytes; "
-               "raising the NOSPACE alarm",
-               store_->Stats().size_bytes, config_.QuotaBytes());
+  spdlog::warn(
+      "database space exceeded: {} bytes over the quota of {} bytes; "
+      "raising the NOSPACE alarm",
+      store_->Stats().size_bytes, config_.QuotaBytes());
   internal::Request req;
   auto* a = req.mutable_alarm();
   a->set_action(etcdserverpb::AlarmRequest::ACTIVATE);
@@ -498,7 +507,8 @@ void Server::RaiseNoSpaceAlarm() {
 Status Server::CheckSpace() {
   {
     std::lock_guard lock(state_mu_);
-    if (cluster_.HasAlarm(AlarmType::kNoSpace)) return EtcdErr(api::kErrNoSpace);
+    if (cluster_.HasAlarm(AlarmType::kNoSpace))
+      return EtcdErr(api::kErrNoSpace);
   }
   if (OverQuota()) {
     RaiseNoSpaceAlarm();
@@ -874,7 +884,9 @@ void Server::Send(std::vector<raft::Message> msgs) {
 
 void Server::OnMessage(raft::Message m) { node_->Step(std::move(m)); }
 
-void Server::OnUnreachable(raft::NodeId peer) { node_->ReportUnreachable(peer); }
+void Server::OnUnreachable(raft::NodeId peer) {
+  node_->ReportUnreachable(peer);
+}
 
 void Server::OnSnapshotStatus(raft::NodeId peer, bool ok) {
   node_->ReportSnapshot(peer, ok);
@@ -883,10 +895,10 @@ void Server::OnSnapshotStatus(raft::NodeId peer, bool ok) {
 Result<std::unique_ptr<transport::ByteSource>> Server::OpenForSend(
     const raft::Snapshot& snap) {
   static std::atomic<uint64_t> seq{0};
-  std::string path = (fs::path(SnapDir()) /
-                      ("send-" + std::to_string(snap.metadata.index) + "-" +
-                       std::to_string(seq++) + ".snap"))
-                         .string();
+  std::string path =
+      (fs::path(SnapDir()) / ("send-" + std::to_string(snap.metadata.index) +
+                              "-" + std::to_string(seq++) + ".snap"))
+          .string();
   auto info = store_->ExportSnapshot(path);
   if (!info.ok()) return info.status();
   spdlog::info("sending store snapshot at applied index {} ({} bytes)",
@@ -898,9 +910,9 @@ Result<std::unique_ptr<transport::ByteSource>> Server::OpenForSend(
 
 Result<std::unique_ptr<transport::ByteSink>> Server::CreateForReceive(
     const raft::SnapshotMetadata& md, raft::NodeId from) {
-  std::string path = (fs::path(SnapDir()) /
-                      ("recv-" + std::to_string(md.index) + ".snap"))
-                         .string();
+  std::string path =
+      (fs::path(SnapDir()) / ("recv-" + std::to_string(md.index) + ".snap"))
+          .string();
   auto sink = std::make_unique<FileSink>(path);
   if (!sink->ok()) return Status::IOError("cannot create " + path + ".tmp");
   spdlog::info("receiving snapshot {} from {:x}", md.index, from);

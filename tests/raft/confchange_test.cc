@@ -16,7 +16,8 @@ ConfChangeSingle Remove(NodeId id) { return {ConfChangeType::kRemoveNode, id}; }
 class ConfChangeTest : public ::testing::Test {
  protected:
   ConfChangeTest() : trk_(16, 0) {
-    auto r = confchange::Restore(trk_, 10, ConfState{{1, 2, 3}, {}, {}, {}, false});
+    auto r =
+        confchange::Restore(trk_, 10, ConfState{{1, 2, 3}, {}, {}, {}, false});
     EXPECT_TRUE(r.ok());
     Install(r);
   }
@@ -47,7 +48,8 @@ TEST_F(ConfChangeTest, SimpleRefusesTwoVoterChanges) {
 }
 
 TEST_F(ConfChangeTest, RemovingAllVotersIsRefused) {
-  EXPECT_FALSE(changer().EnterJoint(true, {Remove(1), Remove(2), Remove(3)}).ok());
+  EXPECT_FALSE(
+      changer().EnterJoint(true, {Remove(1), Remove(2), Remove(3)}).ok());
 }
 
 TEST_F(ConfChangeTest, JointEnterAndLeave) {

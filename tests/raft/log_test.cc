@@ -1,10 +1,9 @@
 // Tests of the Raft log (stable + unstable), MemoryStorage and the codec.
-#include "raft/raft_log.h"
-
 #include <gtest/gtest.h>
 
 #include "common/rng.h"
 #include "raft/codec.h"
+#include "raft/raft_log.h"
 
 namespace keel::raft {
 namespace {
@@ -20,7 +19,7 @@ TEST(RaftLogTest, FindConflict) {
   RaftLog log(&s, UINT64_MAX);
   log.Append(Ents({{1, 1}, {2, 2}, {3, 3}}));
   EXPECT_EQ(log.FindConflict({}), 0u);
-  EXPECT_EQ(log.FindConflict(Ents({{1, 1}, {2, 2}})), 0u);  // all match
+  EXPECT_EQ(log.FindConflict(Ents({{1, 1}, {2, 2}})), 0u);          // all match
   EXPECT_EQ(log.FindConflict(Ents({{2, 2}, {3, 3}, {4, 4}})), 4u);  // new
   EXPECT_EQ(log.FindConflict(Ents({{2, 2}, {3, 4}})), 3u);  // term differs
 }
@@ -93,9 +92,9 @@ TEST(MemoryStorageTest, CompactSnapshotAndErrors) {
   // Size limit: always at least one entry.
   ASSERT_TRUE(s.Append(Ents({{5, 3}, {6, 3}})).ok());
   EXPECT_EQ(s.Entries(4, 7, 1)->size(), 1u);
-  EXPECT_EQ(s.Entries(4, 7, 2 * Entry{3, 4, EntryType::kNormal, "d"}.Size())
-                ->size(),
-            2u);
+  EXPECT_EQ(
+      s.Entries(4, 7, 2 * Entry{3, 4, EntryType::kNormal, "d"}.Size())->size(),
+      2u);
   // Append truncates a conflicting suffix.
   ASSERT_TRUE(s.Append(Ents({{5, 4}})).ok());
   EXPECT_EQ(s.LastIndex(), 5u);
@@ -140,10 +139,10 @@ TEST(CodecTest, RoundTripsAndRejectsGarbage) {
     ConfChange cc;
     (void)DecodeConfChange(junk, &cc);
   }
-  ConfChange cc{ConfChangeTransition::kJointExplicit,
-                {{ConfChangeType::kAddLearnerNode, 4},
-                 {ConfChangeType::kRemoveNode, 1}},
-                "peer-urls"};
+  ConfChange cc{
+      ConfChangeTransition::kJointExplicit,
+      {{ConfChangeType::kAddLearnerNode, 4}, {ConfChangeType::kRemoveNode, 1}},
+      "peer-urls"};
   buf.clear();
   EncodeConfChange(cc, &buf);
   ConfChange cc2;

@@ -28,12 +28,12 @@ TEST(QuorumTest, MajorityCommittedIndex) {
     Index want;
   };
   std::vector<Case> cases = {
-      {{}, {}, UINT64_MAX},                         // empty config never binds
+      {{}, {}, UINT64_MAX},  // empty config never binds
       {{1}, {{1, 5}}, 5},
       {{1}, {}, 0},
-      {{1, 2}, {{1, 5}, {2, 3}}, 3},                // both needed
+      {{1, 2}, {{1, 5}, {2, 3}}, 3},  // both needed
       {{1, 2, 3}, {{1, 5}, {2, 3}, {3, 1}}, 3},
-      {{1, 2, 3}, {{1, 5}}, 0},                     // missing counts as 0
+      {{1, 2, 3}, {{1, 5}}, 0},  // missing counts as 0
       {{1, 2, 3}, {{1, 5}, {2, 5}}, 5},
       {{1, 2, 3, 4}, {{1, 9}, {2, 8}, {3, 7}, {4, 1}}, 8 - 1},
       {{1, 2, 3, 4, 5}, {{1, 9}, {2, 8}, {3, 7}, {4, 1}, {5, 1}}, 7},
@@ -42,8 +42,9 @@ TEST(QuorumTest, MajorityCommittedIndex) {
        5},
   };
   for (size_t i = 0; i < cases.size(); i++) {
-    EXPECT_EQ(MajorityConfig(cases[i].ids).CommittedIndex(Acked(cases[i].acked)),
-              cases[i].want)
+    EXPECT_EQ(
+        MajorityConfig(cases[i].ids).CommittedIndex(Acked(cases[i].acked)),
+        cases[i].want)
         << "case " << i;
   }
 }

@@ -41,7 +41,8 @@ TEST(ConfigTest, MemberAndClusterIdsMatchEtcd) {
 TEST(ConfigTest, InconsistentSettingsAreRefusedClearly) {
   auto c = Parse({"--heartbeat-interval", "300", "--election-timeout", "1000"});
   ASSERT_FALSE(c.ok());
-  EXPECT_NE(c.status().message().find("at least as 5 times"), std::string::npos);
+  EXPECT_NE(c.status().message().find("at least as 5 times"),
+            std::string::npos);
   c = Parse({"--name", "a", "--initial-cluster", "b=http://127.0.0.1:2380"});
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.status().message().find("couldn't find local name \"a\""),

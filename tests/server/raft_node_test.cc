@@ -164,8 +164,7 @@ raft::NodeId Cluster::WaitLeader() {
       if (lead != raft::kNone && s.leader != lead) return false;
       lead = s.leader;
     }
-    return lead != raft::kNone &&
-           members_.at(lead).node != nullptr;
+    return lead != raft::kNone && members_.at(lead).node != nullptr;
   });
   return lead;
 }
@@ -181,7 +180,8 @@ TEST(RaftNodeTest, ElectsReplicatesAndReads) {
   // Propose through every member (followers forward).
   for (int i = 0; i < 30; i++) {
     raft::NodeId via = 1 + i % 3;
-    ASSERT_TRUE(c.member(via).node->Propose("v" + std::to_string(i)).get().ok());
+    ASSERT_TRUE(
+        c.member(via).node->Propose("v" + std::to_string(i)).get().ok());
   }
   for (raft::NodeId id = 1; id <= 3; id++) {
     EXPECT_TRUE(PollFor([&] { return c.member(id).sm->values().size() == 30; }))
@@ -200,7 +200,8 @@ TEST(RaftNodeTest, KilledLeaderIsReplacedAndRestartedMemberCatchesUp) {
   raft::NodeId lead = c.WaitLeader();
   ASSERT_NE(lead, raft::kNone);
   for (int i = 0; i < 10; i++) {
-    ASSERT_TRUE(c.member(lead).node->Propose("a" + std::to_string(i)).get().ok());
+    ASSERT_TRUE(
+        c.member(lead).node->Propose("a" + std::to_string(i)).get().ok());
   }
   c.Kill(lead);
   raft::NodeId lead2 = c.WaitLeader();

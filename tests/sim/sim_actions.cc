@@ -119,7 +119,8 @@ void SimCluster::ProcessFaults() {
       uint64_t ops = rng_.Range(1, 12);
       n.disk->ArmIoCrash(ops);
       if (tracing()) {
-        Log(fmt::format("ARM member {} to die at its file operation {} from "
+        Log(
+            fmt::format("ARM member {} to die at its file operation {} from "
                         "now",
                         n.id, ops));
       }

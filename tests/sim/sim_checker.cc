@@ -248,9 +248,10 @@ void SafetyChecker::OnRestart(NodeId id, const raft::Storage& storage) {
   raft::ConfState cs;
   Status st = storage.InitialState(&hs, &cs);
   if (!st.ok()) {
-    Fail(fmt::format("member {} restarts from a disk that cannot say its "
-                     "state: {}",
-                     id, st.ToString()));
+    Fail(
+        fmt::format("member {} restarts from a disk that cannot say its "
+                    "state: {}",
+                    id, st.ToString()));
     return;
   }
   Index commit = hs.commit;

@@ -105,9 +105,10 @@ void SimCluster::Start(SimNode& n) {
     raft::Index snap_index = n.disk->FirstIndex() - 1;
     if (hs.commit < snap_index) {
       stats_.commit_below_snapshot++;
-      checker_.Fail(fmt::format("member {}: recovered commit {} below its "
-                                "snapshot {}",
-                                n.id, hs.commit, snap_index));
+      checker_.Fail(
+          fmt::format("member {}: recovered commit {} below its "
+                      "snapshot {}",
+                      n.id, hs.commit, snap_index));
       return;
     }
   }
@@ -173,9 +174,10 @@ void SimCluster::Crash(SimNode& n, std::string_view why) {
   // With a WAL, the power goes too: what was not synced is lost or torn.
   Status s = n.disk->Crash(p_.torn_writes ? &rng_ : nullptr);
   if (!s.ok()) {
-    checker_.Fail(fmt::format("member {}: the WAL does not recover after a "
-                              "crash: {}",
-                              n.id, s.ToString()));
+    checker_.Fail(
+        fmt::format("member {}: the WAL does not recover after a "
+                    "crash: {}",
+                    n.id, s.ToString()));
   }
 }
 
@@ -388,11 +390,11 @@ bool SimCluster::Persist(SimNode& n, const Ready& rd) {
       return false;
     }
     if (!s.ok()) {
-      checker_.Fail(fmt::format(
-          "member {} was handed snapshot {} to persist "
-          "but has {}: {}",
-          n.id, rd.snapshot.metadata.index, disk.FirstIndex() - 1,
-          s.ToString()));
+      checker_.Fail(
+          fmt::format("member {} was handed snapshot {} to persist "
+                      "but has {}: {}",
+                      n.id, rd.snapshot.metadata.index, disk.FirstIndex() - 1,
+                      s.ToString()));
       return false;
     }
     n.commit_recorded = std::max(n.commit_recorded, rd.snapshot.metadata.index);

@@ -104,7 +104,8 @@ void SimDisk::ArmIoCrash(uint64_t n) {
 
 void SimDisk::DisarmIoCrash() {
   // The Env has no disarm; a trigger this far away never fires in a run.
-  if (env_ != nullptr && !env_->crashed()) env_->CrashAfterOps(uint64_t{1} << 62);
+  if (env_ != nullptr && !env_->crashed())
+    env_->CrashAfterOps(uint64_t{1} << 62);
 }
 
 bool SimDisk::dead() const {

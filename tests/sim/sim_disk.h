@@ -66,7 +66,8 @@ class SimDisk {
   void SaveUnsynced(const raft::HardState* hs,
                     const std::vector<raft::Entry>& ents);
   Status ApplySnapshot(raft::Snapshot snap);
-  Result<raft::Snapshot> CreateSnapshot(raft::Index i, const raft::ConfState* cs,
+  Result<raft::Snapshot> CreateSnapshot(raft::Index i,
+                                        const raft::ConfState* cs,
                                         std::string data);
   Status Compact(raft::Index i);
 

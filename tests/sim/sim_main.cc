@@ -34,17 +34,18 @@ void PrintTotals(const keel::sim::RunnerSummary& s) {
   std::cout << fmt::format(
       "sim: totals: {} ticks, {} messages ({} dropped), {} leaders, {} "
       "proposals ({} refused, {} timed out, {} committed), {} reads ({} "
-      "served), {} crashes ({} inside file IO), {} pauses, {} conf changes ({} applied), {} "
+      "served), {} crashes ({} inside file IO), {} pauses, {} conf changes ({} "
+      "applied), {} "
       "members added, "
       "{} removed, {} transfers, {} snapshots installed; {} seeds with lease "
       "reads, {} with the WAL as the disk ({} restarts raised a commit index "
       "below the snapshot, see FINDINGS.md)\n",
       t.ticks, t.messages, t.dropped, t.leaders, t.proposals,
       t.proposals_refused, t.proposals_timed_out, t.writes_committed, t.reads,
-      t.reads_served, t.crashes, t.io_crashes, t.pauses, t.conf_changes_proposed,
-      t.conf_changes_applied, t.members_added, t.members_removed, t.transfers,
-      t.snapshots_installed, s.lease_read_seeds, s.wal_disk_seeds,
-      t.commit_below_snapshot);
+      t.reads_served, t.crashes, t.io_crashes, t.pauses,
+      t.conf_changes_proposed, t.conf_changes_applied, t.members_added,
+      t.members_removed, t.transfers, t.snapshots_installed, s.lease_read_seeds,
+      s.wal_disk_seeds, t.commit_below_snapshot);
 }
 
 }  // namespace

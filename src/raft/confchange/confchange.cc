@@ -60,7 +60,8 @@ Status CheckInvariants(const tracker::Config& cfg,
   }
   if (!cfg.voters.IsJoint()) {
     if (!cfg.learners_next.empty()) {
-      return Status::InvalidArgument("learners_next must be empty when not joint");
+      return Status::InvalidArgument(
+          "learners_next must be empty when not joint");
     }
     if (cfg.auto_leave) {
       return Status::InvalidArgument("auto_leave must be false when not joint");

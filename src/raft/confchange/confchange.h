@@ -27,12 +27,13 @@ class Changer {
 
   // Enters a joint configuration: the current voters become the outgoing
   // half and `changes` are applied to the incoming half.
-  keel::Result<Result> EnterJoint(bool auto_leave,
-                                  const std::vector<ConfChangeSingle>& changes) const;
+  keel::Result<Result> EnterJoint(
+      bool auto_leave, const std::vector<ConfChangeSingle>& changes) const;
   // Leaves the joint configuration for its incoming half.
   keel::Result<Result> LeaveJoint() const;
   // Applies changes that alter at most one voter, outside joint consensus.
-  keel::Result<Result> Simple(const std::vector<ConfChangeSingle>& changes) const;
+  keel::Result<Result> Simple(
+      const std::vector<ConfChangeSingle>& changes) const;
 
  private:
   Status Apply(tracker::Config* cfg, tracker::ProgressMap* prs,

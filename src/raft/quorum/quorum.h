@@ -42,7 +42,8 @@ class MajorityConfig {
   VoteResult Vote(const std::map<NodeId, bool>& votes) const;
 
   std::string DebugString() const;
-  friend bool operator==(const MajorityConfig&, const MajorityConfig&) = default;
+  friend bool operator==(const MajorityConfig&,
+                         const MajorityConfig&) = default;
 
  private:
   std::set<NodeId> ids_;

@@ -8,7 +8,8 @@ std::string Config::DebugString() const {
     s += " learners=" + quorum::MajorityConfig(learners).DebugString();
   }
   if (!learners_next.empty()) {
-    s += " learners_next=" + quorum::MajorityConfig(learners_next).DebugString();
+    s +=
+        " learners_next=" + quorum::MajorityConfig(learners_next).DebugString();
   }
   if (auto_leave) s += " autoleave";
   return s;
@@ -28,11 +29,12 @@ ConfState ProgressTracker::GetConfState() const {
 }
 
 Index ProgressTracker::Committed() const {
-  return config.voters.CommittedIndex([this](NodeId id) -> std::optional<Index> {
-    auto it = progress.find(id);
-    if (it == progress.end()) return std::nullopt;
-    return it->second.match;
-  });
+  return config.voters.CommittedIndex(
+      [this](NodeId id) -> std::optional<Index> {
+        auto it = progress.find(id);
+        if (it == progress.end()) return std::nullopt;
+        return it->second.match;
+      });
 }
 
 bool ProgressTracker::QuorumActive() const {
