@@ -512,6 +512,9 @@ def main() -> int:
     ap.add_argument("--restart-keys", type=int, default=0,
                     help="keys loaded before the restart test (default: 20,000 "
                     "quick, 1,000,000 full; 0 in --only runs skips it)")
+    ap.add_argument("--baseline", default="",
+                    help="compare this keel binary (as 'etcd' column: before) with "
+                    "--keel (after) instead of etcd, to measure an optimization")
     ap.add_argument("--heartbeat-ms", type=int, default=100)
     ap.add_argument("--election-ms", type=int, default=1000)
     args = ap.parse_args()
@@ -550,7 +553,9 @@ def main() -> int:
     log(f"disk write+fdatasync p50 {bounds['disk_before']['p50_ms']:.2f} ms, "
         f"loopback RTT p50 {bounds['loopback']['p50_us']:.0f} us")
 
-    clusters = {"etcd": Cluster("etcd", ETCD, root, settings),
+    a_bin = args.baseline or ETCD
+    clusters = {"etcd": Cluster("etcd" if not args.baseline else "base", a_bin, root,
+                                settings),
                 "keel": Cluster("keel", args.keel, root, settings)}
     results: dict = {}
     extra_out: dict = {}
@@ -643,7 +648,9 @@ def main() -> int:
         {"mode": mode, "settings": settings, "bounds": bounds, "results": results,
          "peak_rss_kb": rss, "cpu_s": cpu, **extra_out}, indent=1))
     svg_chart(rows, out / "ratios.svg")
-    md = [f"# keel vs etcd ({mode} mode)", "",
+    if args.baseline:
+        print(f"\n(the 'etcd' column is the baseline keel binary {args.baseline})")
+    md = [f"# keel vs {'etcd' if not args.baseline else 'a baseline keel (column etcd): ' + args.baseline} ({mode} mode)", "",
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
           f"{os.cpu_count()} CPUs; three members each on loopback; heartbeat "
           f"{settings['heartbeat_ms']} ms, election timeout {settings['election_ms']} ms, "

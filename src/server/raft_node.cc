@@ -53,6 +53,7 @@ Status RaftNode::Start() {
   applied = std::max<uint64_t>(applied, snap_index);
   applied_ = applied;
   snapshot_index_ = snap_index;
+  synced_hs_ = hs;
   rng_ = std::make_unique<SeededRng>(options_.seed ^ options_.id);
   raft::Config c;
   c.id = options_.id;
@@ -215,6 +216,8 @@ void RaftNode::Run() {
   }
   for (Task& t : rest) t(false);
   FailAllReads(kStopped);
+  // A clean stop leaves the newest commit index on disk.
+  if (has_unsynced_hs_) SaveDurably({});
 }
 
 void RaftNode::StartReadBatch() {
@@ -290,15 +293,22 @@ void RaftNode::HandleReady() {
     spdlog::info("raft: {:x} applied snapshot at index {} term {}", options_.id,
                  rd.snapshot.metadata.index, rd.snapshot.metadata.term);
   }
-  if (!rd.entries.empty() || !rd.hard_state.IsEmpty()) {
-    auto lsn = storage_->Save(
-        rd.hard_state.IsEmpty() ? nullptr : &rd.hard_state, rd.entries);
-    // A failed write or fdatasync leaves the page cache in an unknown
-    // state: nothing we acknowledged may depend on it. Fatal by design.
-    KEEL_CHECK(lsn.ok()) << "WAL write failed: " << lsn.status().ToString();
-    Status st = storage_->WaitDurable(*lsn);
-    KEEL_CHECK(st.ok()) << "WAL sync failed: " << st.ToString();
+  if (!rd.hard_state.IsEmpty()) {
+    unsynced_hs_ = rd.hard_state;
+    has_unsynced_hs_ = true;
   }
+  // Like etcd's raft.MustSync: only new entries, a new term or a new vote
+  // must be durable before anything depends on them. A hard state whose
+  // commit index alone moved is kept back and written with the next batch
+  // that must be synced (or at stop): a commit index is learned again from
+  // the leader after a restart, and entries the store applied past the
+  // persisted commit index are skipped on replay (StateMachine::Apply).
+  // This saves one fdatasync per commit on every member.
+  const bool must_sync =
+      !rd.entries.empty() ||
+      (has_unsynced_hs_ && (unsynced_hs_.term != synced_hs_.term ||
+                            unsynced_hs_.vote != synced_hs_.vote));
+  if (must_sync) SaveDurably(rd.entries);
   if (!leader && !rd.messages.empty()) sender_->Send(std::move(rd.messages));
 
   ApplyCommitted(rd.committed_entries);
@@ -311,6 +321,18 @@ void RaftNode::HandleReady() {
   CompleteReads();
   node_->Advance(rd);
   MaybeSnapshot();
+}
+
+void RaftNode::SaveDurably(const std::vector<raft::Entry>& entries) {
+  auto lsn =
+      storage_->Save(has_unsynced_hs_ ? &unsynced_hs_ : nullptr, entries);
+  // A failed write or fdatasync leaves the page cache in an unknown
+  // state: nothing we acknowledged may depend on it. Fatal by design.
+  KEEL_CHECK(lsn.ok()) << "WAL write failed: " << lsn.status().ToString();
+  Status st = storage_->WaitDurable(*lsn);
+  KEEL_CHECK(st.ok()) << "WAL sync failed: " << st.ToString();
+  if (has_unsynced_hs_) synced_hs_ = unsynced_hs_;
+  has_unsynced_hs_ = false;
 }
 
 void RaftNode::ApplyCommitted(const std::vector<raft::Entry>& entries) {

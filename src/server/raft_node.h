@@ -142,6 +142,8 @@ class RaftNode {
   void Run();
   void Enqueue(Task t);
   void HandleReady();
+  // Writes entries and the kept-back hard state, and waits for fdatasync.
+  void SaveDurably(const std::vector<raft::Entry>& entries);
   void ApplyCommitted(const std::vector<raft::Entry>& entries);
   void MaybeSnapshot();
   void StartReadBatch();
@@ -166,6 +168,11 @@ class RaftNode {
   // Rounds started, by context; completed in order.
   std::map<uint64_t, PendingRead> reads_in_flight_;
   raft::NodeId last_leader_ = 0;
+  // The hard state last made durable, and a newer one kept back because
+  // only its commit index moved (see HandleReady).
+  raft::HardState synced_hs_;
+  raft::HardState unsynced_hs_;
+  bool has_unsynced_hs_ = false;
 
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
