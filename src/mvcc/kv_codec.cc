@@ -75,4 +75,13 @@ bool DecodeInt64(std::string_view in, int64_t* v) {
   return true;
 }
 
+std::string LeaseMetaKey(int64_t id) {
+  std::string out(kMetaLeasePrefix);
+  const auto u = static_cast<uint64_t>(id);
+  for (int shift = 56; shift >= 0; shift -= 8) {
+    out.push_back(static_cast<char>((u >> shift) & 0xff));
+  }
+  return out;
+}
+
 }  // namespace keel::mvcc

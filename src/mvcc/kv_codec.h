@@ -35,6 +35,12 @@ inline constexpr std::string_view kMetaCompactRevision = "compact_revision";
 inline constexpr std::string_view kMetaFinishedCompactRevision =
     "finished_compact_revision";
 
+// Lease records (etcd's "lease" bucket): key kMetaLeasePrefix + the id as
+// fixed64 big-endian (so they sort by id); value ttl then remaining_ttl,
+// fixed64 each.
+inline constexpr std::string_view kMetaLeasePrefix = "lease/";
+std::string LeaseMetaKey(int64_t id);
+
 std::string EncodeConsistentIndex(const ConsistentIndex& ci);
 bool DecodeConsistentIndex(std::string_view in, ConsistentIndex* ci);
 std::string EncodeInt64(int64_t v);

@@ -321,7 +321,9 @@ Result<DeleteRangeResponse> Store::DeleteIn(const DeleteRangeRequest& r,
 Status Store::Commit(PendingWrite* w) {
   State& st = *state_;
   if (w->ci.index != 0) KEEL_CHECK_GE(w->ci.index, st.ci.index);
-  if (w->changes.empty() && w->ci.index == 0) return Status::OK();
+  if (w->changes.empty() && w->ci.index == 0 && w->meta_writes.empty()) {
+    return Status::OK();
+  }
   rocksdb::WriteBatch batch;
   for (size_t i = 0; i < w->changes.size(); i++) {
     batch.Put(backend_->data(),
@@ -330,6 +332,13 @@ Status Store::Commit(PendingWrite* w) {
   }
   if (!w->changes.empty()) {
     batch.Put(backend_->meta(), kMetaRevision, EncodeInt64(w->rev()));
+  }
+  for (const auto& [key, value] : w->meta_writes) {
+    if (value) {
+      batch.Put(backend_->meta(), key, *value);
+    } else {
+      batch.Delete(backend_->meta(), key);
+    }
   }
   if (w->ci.index != 0) {
     batch.Put(backend_->meta(), kMetaConsistentIndex,
@@ -346,6 +355,7 @@ Status Store::Commit(PendingWrite* w) {
     st.SetKeyLease(row.kv.key, row.tombstone ? 0 : row.kv.lease);
   }
   w->undo.clear();
+  w->meta_writes.clear();
   return Status::OK();
 }
 
@@ -379,8 +389,8 @@ Result<DeleteRangeResponse> Store::DeleteRange(const DeleteRangeRequest& r,
   return resp;
 }
 
-Result<DeleteRangeResponse> Store::DeleteLeaseKeys(int64_t lease,
-                                                   ConsistentIndex ci) {
+Result<DeleteRangeResponse> Store::RevokeLease(int64_t lease,
+                                               ConsistentIndex ci) {
   std::lock_guard wl(write_mu_);
   std::unique_lock l(mu_);
   PendingWrite w{&state_->index, state_->current_rev, ci, {}, {}};
@@ -402,6 +412,7 @@ Result<DeleteRangeResponse> Store::DeleteLeaseKeys(int64_t lease,
     resp.deleted += one->deleted;
   }
   resp.header.revision = w.changes.empty() ? w.begin_rev : w.rev();
+  w.meta_writes.emplace_back(LeaseMetaKey(lease), std::nullopt);
   KEEL_RETURN_IF_ERROR(Commit(&w));
   return resp;
 }

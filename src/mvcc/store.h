@@ -20,7 +20,7 @@
 // WAL be truncated.
 //
 // Thread safety:
-//  - Write methods (Put, DeleteRange, Txn, Compact, DeleteLeaseKeys,
+//  - Write methods (Put, DeleteRange, Txn, Compact, RevokeLease, PutLeases,
 //    SetConsistentIndex, RestoreSnapshot) are meant for the one apply
 //    thread; they serialize among themselves anyway (write_mu_).
 //  - Read methods (const) may run on any number of threads concurrently
@@ -53,6 +53,16 @@
 #include "mvcc/types.h"
 
 namespace keel::mvcc {
+
+// A lease as the store keeps it (etcd's "lease" bucket): its id, the TTL
+// it was granted (after the minimum-TTL rule), and the remaining TTL of
+// its last checkpoint (0: none).
+struct LeaseRecord {
+  int64_t id = 0;
+  int64_t ttl = 0;
+  int64_t remaining_ttl = 0;
+  bool operator==(const LeaseRecord&) const = default;
+};
 
 struct StoreOptions {
   // fsync every write batch (RocksDB WAL sync). Off: a process crash loses
@@ -98,6 +108,9 @@ class Store {
   // Live keys attached to a lease, in key order.
   std::vector<std::string> LeaseKeys(int64_t lease) const;
 
+  // Every lease record, by id (store_lease.cc).
+  Result<std::vector<LeaseRecord>> Leases() const;
+
   // Writes a consistent snapshot of the whole store (data and meta,
   // consistent index included) to one file; see docs/mvcc.md.
   Result<SnapshotInfo> ExportSnapshot(const std::string& path) const;
@@ -113,9 +126,13 @@ class Store {
   // synchronously, without blocking reads).
   Result<CompactResponse> Compact(int64_t rev, bool physical,
                                   ConsistentIndex ci = {});
-  // Deletes every key attached to `lease` in one revision (lease revoke).
-  Result<DeleteRangeResponse> DeleteLeaseKeys(int64_t lease,
-                                              ConsistentIndex ci = {});
+  // Stores (creates or replaces) lease records: a grant, or checkpoints.
+  Status PutLeases(const std::vector<LeaseRecord>& leases,
+                   ConsistentIndex ci = {});
+  // Deletes every key attached to `lease` and its record, in one revision
+  // and one batch (lease revoke and expiry).
+  Result<DeleteRangeResponse> RevokeLease(int64_t lease,
+                                          ConsistentIndex ci = {});
   // Records an applied entry that did not touch the store.
   Status SetConsistentIndex(ConsistentIndex ci);
   // Makes every applied batch durable (WAL fsync).

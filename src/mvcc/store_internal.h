@@ -36,6 +36,9 @@ struct Store::PendingWrite {
   // Index entries as they were before this txn touched them, to undo on a
   // failed commit (nullopt: the key was not indexed).
   std::map<std::string, std::optional<KeyIndex>, std::less<>> undo;
+  // Meta rows written (value) or deleted (nullopt) in the same batch
+  // (lease records).
+  std::vector<std::pair<std::string, std::optional<std::string>>> meta_writes{};
 
   int64_t rev() const { return begin_rev + 1; }
   // The revision reads inside the txn see: its own writes once it has any.
@@ -45,6 +48,7 @@ struct Store::PendingWrite {
     for (auto& [key, ki] : undo) index->Reset(key, std::move(ki));
     undo.clear();
     changes.clear();
+    meta_writes.clear();
   }
   void SaveUndo(const std::string& key) {
     if (!undo.count(key)) undo.emplace(key, index->Snapshot(key));

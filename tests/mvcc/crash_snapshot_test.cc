@@ -161,6 +161,7 @@ TEST(Snapshot, ExportRestoreRoundTrip) {
   for (int i = 1; i <= 200; i++) ASSERT_TRUE(ApplyEntry(src.get(), 9, i).ok());
   ASSERT_TRUE(src->Put(P("leased", "v", 77), {201, 4}).ok());
   ASSERT_TRUE(src->Compact(100, true, {202, 4}).ok());
+  ASSERT_TRUE(src->PutLeases({{77, 30, 0}}, {}).ok());
   const std::string file = files.Sub("snap");
   auto info = src->ExportSnapshot(file);
   ASSERT_TRUE(info.ok()) << info.status().ToString();
@@ -180,6 +181,7 @@ TEST(Snapshot, ExportRestoreRoundTrip) {
             src->Range(R(kAll, kAll, 150))->kvs);
   EXPECT_EQ(dst->HashKV(0)->hash, src->HashKV(0)->hash);
   EXPECT_EQ(dst->LeaseKeys(77), (std::vector<std::string>{"leased"}));
+  EXPECT_EQ(*dst->Leases(), (std::vector<LeaseRecord>{{77, 30, 0}}));
   // Survives reopen; the old database directory is gone.
   dst.reset();
   dst = OpenStore(dst_dir.path());

@@ -156,13 +156,13 @@ TEST(StoreBasic, LeaseIndex) {
   EXPECT_EQ(s->LeaseKeys(11), (std::vector<std::string>{"b"}));
   ASSERT_TRUE(s->Put(P("d", "1", 10)).ok());
   const int64_t before = s->CurrentRevision();
-  auto r = s->DeleteLeaseKeys(10);
+  auto r = s->RevokeLease(10);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->deleted, 2);
   EXPECT_EQ(s->CurrentRevision(), before + 1);  // one revision for all
   EXPECT_TRUE(s->LeaseKeys(10).empty());
   EXPECT_EQ(s->Range(R("a", testing::kAll))->count, 1);  // only b
-  auto none = s->DeleteLeaseKeys(99);
+  auto none = s->RevokeLease(99);
   EXPECT_EQ(none->deleted, 0);
   EXPECT_EQ(s->CurrentRevision(), before + 1);
 }
