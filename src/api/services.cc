@@ -102,7 +102,7 @@ grpc::Status ClusterService::MemberList(
 }
 
 ClientApi::ClientApi(server::Server* s)
-    : kv_(s), maintenance_(s), cluster_(s) {}
+    : kv_(s), maintenance_(s), cluster_(s), lease_(s) {}
 
 ClientApi::~ClientApi() { Shutdown(); }
 
@@ -137,6 +137,7 @@ Result<std::unique_ptr<ClientApi>> ClientApi::Start(server::Server* s) {
   b.RegisterService(&api->kv_);
   b.RegisterService(&api->maintenance_);
   b.RegisterService(&api->cluster_);
+  b.RegisterService(&api->lease_);
   api->grpc_ = b.BuildAndStart();
   if (!api->grpc_) {
     std::string list;

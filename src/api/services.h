@@ -13,6 +13,7 @@
 #include <memory>
 #include <vector>
 
+#include "api/lease_service.h"
 #include "common/status.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
 #include "server/server.h"
@@ -86,6 +87,7 @@ class ClientApi {
   KvService kv_;
   MaintenanceService maintenance_;
   ClusterService cluster_;
+  LeaseService lease_;
   std::unique_ptr<grpc::Server> grpc_;
   std::vector<int> ports_;
 };

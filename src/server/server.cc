@@ -224,9 +224,9 @@ Status Server::OpenStorage() {
   }
 
   mvcc::StoreOptions so;
-  // No lease exists until the Lease service is built: a put naming a lease
-  // fails as etcd's does for an unknown lease.
-  so.lease_exists = [](int64_t) { return false; };
+  lessor_ = std::make_unique<Lessor>(
+      MinLeaseTTLSeconds(config_.election_ms, config_.heartbeat_ms));
+  so.lease_exists = [this](int64_t id) { return lessor_->Exists(id); };
   auto store = mvcc::Store::Open((member / "kv").string(), so);
   if (!store.ok()) {
     return Status::Corruption("opening the key-value store " +
@@ -234,6 +234,7 @@ Status Server::OpenStorage() {
                               store.status().message());
   }
   store_ = std::move(store).value();
+  KEEL_RETURN_IF_ERROR(LoadLeases());
 
   if (!exists) {
     KEEL_RETURN_IF_ERROR(Bootstrap());
@@ -342,6 +343,7 @@ Status Server::Start() {
   KEEL_RETURN_IF_ERROR(node_->Start());
   started_ = true;
   publish_thread_ = std::thread([this] { PublishLoop(); });
+  StartLeases();
   return Status::OK();
 }
 
@@ -353,6 +355,7 @@ void Server::Stop() {
   }
   publish_cv_.notify_all();
   if (publish_thread_.joinable()) publish_thread_.join();
+  StopLeases();
   if (node_) node_->Stop();
   if (transport_) transport_->Stop();
   std::lock_guard lock(wait_mu_);
@@ -527,6 +530,14 @@ Status Server::ProposeWrite(internal::Request req, Resp ApplyResult::*field,
   FillHeader(out->mutable_header(), out->header().revision());
   return Status::OK();
 }
+
+// Used by server_lease.cc.
+template Status Server::ProposeWrite(
+    internal::Request, etcdserverpb::LeaseGrantResponse ApplyResult::*,
+    etcdserverpb::LeaseGrantResponse*);
+template Status Server::ProposeWrite(
+    internal::Request, etcdserverpb::LeaseRevokeResponse ApplyResult::*,
+    etcdserverpb::LeaseRevokeResponse*);
 
 Status Server::Put(const etcdserverpb::PutRequest& r,
                    etcdserverpb::PutResponse* out) {
@@ -779,6 +790,8 @@ void Server::Apply(const raft::Entry& entry) {
       } else {
         result->status = r.status();
       }
+    } else if (req.has_lease_grant() || req.has_lease_revoke()) {
+      ApplyLease(req, ci, result.get());
     } else {
       record_index();
     }
@@ -853,6 +866,7 @@ Status Server::RestoreSnapshot(const raft::Snapshot& snap) {
   std::error_code ec;
   if (fs::exists(path, ec)) {
     KEEL_RETURN_IF_ERROR(store_->RestoreSnapshot(path));
+    KEEL_RETURN_IF_ERROR(LoadLeases());
     fs::remove(path, ec);
   } else if (AppliedIndex() < snap.metadata.index) {
     return Status::NotFound("the store payload of snapshot " +

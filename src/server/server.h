@@ -21,6 +21,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
@@ -33,6 +34,7 @@
 #include "server/cluster_state.h"
 #include "server/config.h"
 #include "server/internal.pb.h"
+#include "server/lessor.h"
 #include "server/raft_node.h"
 #include "transport/transport.h"
 #include "wal/disk_storage.h"
@@ -48,6 +50,8 @@ struct ApplyResult {
   etcdserverpb::TxnResponse txn;
   etcdserverpb::CompactionResponse compaction;
   etcdserverpb::AlarmResponse alarm;
+  etcdserverpb::LeaseGrantResponse lease_grant;
+  etcdserverpb::LeaseRevokeResponse lease_revoke;
   int64_t revision = 0;
 };
 
@@ -84,6 +88,20 @@ class Server final : public StateMachine,
   Status HashKV(const etcdserverpb::HashKVRequest& r,
                 etcdserverpb::HashKVResponse* out);
   Status Defragment(etcdserverpb::DefragmentResponse* out);
+  // Leases (server_lease.cc).
+  Status LeaseGrant(const etcdserverpb::LeaseGrantRequest& r,
+                    etcdserverpb::LeaseGrantResponse* out);
+  Status LeaseRevoke(const etcdserverpb::LeaseRevokeRequest& r,
+                     etcdserverpb::LeaseRevokeResponse* out);
+  Status LeaseTimeToLive(const etcdserverpb::LeaseTimeToLiveRequest& r,
+                         etcdserverpb::LeaseTimeToLiveResponse* out);
+  Status LeaseLeases(etcdserverpb::LeaseLeasesResponse* out);
+  // Renews a lease at the leader (here, or forwarded) and calls done with
+  // its TTL (0: not found or expired) or the error that ends the
+  // KeepAlive stream. done may run on this thread or on another; it never
+  // blocks a thread per stream.
+  void LeaseRenew(int64_t id, std::function<void(Status, int64_t ttl)> done);
+  int64_t CurrentRevision() const { return store_->CurrentRevision(); }
   // Serving (has a leader, no alarm), for health checks.
   bool Healthy() const;
   bool HasLeader() const { return node_ && node_->GetStatus().leader != 0; }
@@ -136,10 +154,23 @@ class Server final : public StateMachine,
   }
   std::string SnapDir() const;
 
+  // Leases (server_lease.cc).
+  struct LeaseWork;
+  Status LoadLeases();
+  void StartLeases();
+  void StopLeases();
+  void ApplyLease(const internal::Request& req, mvcc::ConsistentIndex ci,
+                  ApplyResult* result);
+  void LeaseLoop();
+  void LeaseForwardLoop();
+  // The client URL of the leader as gRPC target, or "" if unknown.
+  std::string LeaderClientTarget(uint64_t leader) const;
+
   const ServerConfig config_;
   uint64_t member_id_ = 0;
   uint64_t cluster_id_ = 0;
   std::unique_ptr<wal::DiskStorage> storage_;
+  std::unique_ptr<Lessor> lessor_;  // before store_: the store asks it
   std::unique_ptr<mvcc::Store> store_;
   std::unique_ptr<RaftNode> node_;
   std::unique_ptr<transport::Transport> transport_;
@@ -157,6 +188,7 @@ class Server final : public StateMachine,
   bool stopping_ = false;  // guarded by publish_mu_
   std::thread publish_thread_;
   std::atomic<bool> started_{false};
+  std::shared_ptr<LeaseWork> lease_work_;  // shared: incomplete here
 };
 
 }  // namespace keel::server

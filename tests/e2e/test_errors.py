@@ -130,7 +130,6 @@ def test_quota_exceeded_raises_nospace(quota_member):
     assert not r.ok and r.error_line() == NO_SPACE, repr(r)
 
 
-@pytest.mark.keel_xfail(reason="leases are not implemented: LeaseGrant answers UNIMPLEMENTED")
 def test_quota_exceeded_refuses_lease_grant(quota_member):
     m = quota_member
     fill_until_nospace(m)

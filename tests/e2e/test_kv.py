@@ -213,7 +213,6 @@ def test_put_ignore_value(member, uniq):
     assert "lease" not in kv and decode_kvs({"kvs": [kv]})[0]["value"] == "new"
 
 
-@pytest.mark.keel_xfail(reason="leases are not implemented: LeaseGrant answers UNIMPLEMENTED")
 def test_put_ignore_lease(member, uniq):
     lease_out = member.ctl_ok("lease", "grant", "300").out
     # "lease 694d77aa9e38260f granted with TTL(300s)"

@@ -1,0 +1,108 @@
+#include "api/lease_service.h"
+
+#include <string_view>
+
+#include "api/errors.h"
+#include "api/services.h"
+
+namespace keel::api {
+
+namespace {
+
+bool LeaderRequiredButMissing(const grpc::ServerContextBase* ctx,
+                              const server::Server* s) {
+  auto it = ctx->client_metadata().find("hasleader");
+  return it != ctx->client_metadata().end() &&
+         std::string_view(it->second.data(), it->second.size()) == "true" &&
+         !s->HasLeader();
+}
+
+// One KeepAlive stream: read a request, renew, write the answer, read the
+// next (etcd's leaseKeepAlive loop, one renewal at a time per stream).
+class KeepAliveReactor final
+    : public grpc::ServerBidiReactor<etcdserverpb::LeaseKeepAliveRequest,
+                                     etcdserverpb::LeaseKeepAliveResponse> {
+ public:
+  KeepAliveReactor(server::Server* s, grpc::CallbackServerContext* ctx)
+      : s_(s) {
+    // clientv3 opens its keepalive stream "requiring a leader".
+    if (LeaderRequiredButMissing(ctx, s_)) {
+      Finish(kErrNoLeader.ToStatus());
+      return;
+    }
+    StartRead(&req_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the client closed its side, or the call is cancelled
+      Finish(grpc::Status::OK);
+      return;
+    }
+    resp_.Clear();
+    resp_.set_id(req_.id());
+    // The header before the renewal, as etcd: its revision is never after
+    // a revoke the renewal could miss.
+    s_->FillHeader(resp_.mutable_header(), s_->CurrentRevision());
+    s_->LeaseRenew(req_.id(), [this](Status st, int64_t ttl) {
+      if (!st.ok()) {
+        Finish(ToGrpc(st));
+        return;
+      }
+      resp_.set_ttl(ttl);  // 0: not found (etcd does not fail the stream)
+      StartWrite(&resp_);
+    });
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "stream closed"));
+      return;
+    }
+    StartRead(&req_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  server::Server* const s_;
+  etcdserverpb::LeaseKeepAliveRequest req_;
+  etcdserverpb::LeaseKeepAliveResponse resp_;
+};
+
+}  // namespace
+
+grpc::Status LeaseService::LeaseGrant(grpc::ServerContext* ctx,
+                                      const etcdserverpb::LeaseGrantRequest* r,
+                                      etcdserverpb::LeaseGrantResponse* out) {
+  if (LeaderRequiredButMissing(ctx, s_)) return kErrNoLeader.ToStatus();
+  return ToGrpc(s_->LeaseGrant(*r, out));
+}
+
+grpc::Status LeaseService::LeaseRevoke(
+    grpc::ServerContext* ctx, const etcdserverpb::LeaseRevokeRequest* r,
+    etcdserverpb::LeaseRevokeResponse* out) {
+  if (LeaderRequiredButMissing(ctx, s_)) return kErrNoLeader.ToStatus();
+  return ToGrpc(s_->LeaseRevoke(*r, out));
+}
+
+grpc::Status LeaseService::LeaseTimeToLive(
+    grpc::ServerContext* ctx, const etcdserverpb::LeaseTimeToLiveRequest* r,
+    etcdserverpb::LeaseTimeToLiveResponse* out) {
+  if (LeaderRequiredButMissing(ctx, s_)) return kErrNoLeader.ToStatus();
+  return ToGrpc(s_->LeaseTimeToLive(*r, out));
+}
+
+grpc::Status LeaseService::LeaseLeases(grpc::ServerContext* ctx,
+                                       const etcdserverpb::LeaseLeasesRequest*,
+                                       etcdserverpb::LeaseLeasesResponse* out) {
+  if (LeaderRequiredButMissing(ctx, s_)) return kErrNoLeader.ToStatus();
+  return ToGrpc(s_->LeaseLeases(out));
+}
+
+grpc::ServerBidiReactor<etcdserverpb::LeaseKeepAliveRequest,
+                        etcdserverpb::LeaseKeepAliveResponse>*
+LeaseService::LeaseKeepAlive(grpc::CallbackServerContext* ctx) {
+  return new KeepAliveReactor(s_, ctx);
+}
+
+}  // namespace keel::api
