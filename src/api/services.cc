@@ -107,6 +107,10 @@ ClientApi::ClientApi(server::Server* s)
 ClientApi::~ClientApi() { Shutdown(); }
 
 void ClientApi::Shutdown() {
+  // Stop taking connections, end the HTTP ones (their streaming calls
+  // cancel), then gRPC.
+  if (listener_) listener_->Stop();
+  if (http_) http_->Shutdown();
   if (grpc_) {
     grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     grpc_.reset();
@@ -118,16 +122,15 @@ Result<std::unique_ptr<ClientApi>> ClientApi::Start(server::Server* s) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder b;
   const auto& urls = s->config().listen_client_urls;
-  api->ports_.assign(urls.size(), 0);
   for (size_t i = 0; i < urls.size(); i++) {
     if (urls[i].scheme != "http") {
       return Status::InvalidArgument("--listen-client-urls " +
                                      urls[i].String() +
                                      ": only http:// is supported yet");
     }
-    b.AddListeningPort(urls[i].HostPort(), grpc::InsecureServerCredentials(),
-                       &api->ports_[i]);
   }
+  // No listening ports: keel accepts client connections itself and hands
+  // gRPC's to it (ServeClientUrls).
   // etcd lets a request be this much larger than --max-request-bytes at the
   // gRPC layer, so that its own check answers with its own message.
   constexpr int kGrpcOverheadBytes = 512 * 1024;
@@ -139,19 +142,8 @@ Result<std::unique_ptr<ClientApi>> ClientApi::Start(server::Server* s) {
   b.RegisterService(&api->cluster_);
   b.RegisterService(&api->lease_);
   api->grpc_ = b.BuildAndStart();
-  if (!api->grpc_) {
-    std::string list;
-    for (const auto& u : urls) list += (list.empty() ? "" : ",") + u.String();
-    return Status::IOError("cannot listen for client traffic on " + list +
-                           " (address in use or not available?)");
-  }
-  for (size_t i = 0; i < urls.size(); i++) {
-    if (api->ports_[i] == 0) {
-      return Status::IOError("cannot listen for client traffic on " +
-                             urls[i].String());
-    }
-    spdlog::info("serving client traffic on {}", urls[i].String());
-  }
+  if (!api->grpc_) return Status::IOError("cannot start the gRPC server");
+  KEEL_RETURN_IF_ERROR(api->ServeClientUrls(s));
   return api;
 }
 

@@ -16,6 +16,8 @@
 #include "api/lease_service.h"
 #include "common/status.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
+#include "http/listener.h"
+#include "http/server.h"
 #include "server/server.h"
 
 namespace keel::api {
@@ -71,7 +73,8 @@ class ClusterService final : public etcdserverpb::Cluster::Service {
   server::Server* s_;
 };
 
-// A running gRPC endpoint on the member's client URLs.
+// The member's client URLs: gRPC and, on the same ports, HTTP/1.1 (etcd's
+// JSON gateway, /health, /livez, /readyz, /version; see client_http.cc).
 class ClientApi {
  public:
   // Listens on every --listen-client-urls address.
@@ -80,9 +83,18 @@ class ClientApi {
   void Shutdown();
   // The ports actually bound (for URLs with port 0), in URL order.
   const std::vector<int>& ports() const { return ports_; }
+  // The HTTP/1.1 routes of the client URLs; add more (e.g. /metrics) with
+  // router()->Handle(...) at any time (src/http/server.h).
+  http::Router* router() { return &router_; }
+  // A channel to this member's gRPC services, in process: HTTP handlers
+  // call the API through it, with the same semantics and errors.
+  std::shared_ptr<grpc::Channel> channel() const { return channel_; }
 
  private:
   explicit ClientApi(server::Server* s);
+  // Routes, and serves gRPC and HTTP/1.1 on the client URLs
+  // (client_http.cc).
+  Status ServeClientUrls(server::Server* s);
 
   KvService kv_;
   MaintenanceService maintenance_;
@@ -90,6 +102,10 @@ class ClientApi {
   LeaseService lease_;
   std::unique_ptr<grpc::Server> grpc_;
   std::vector<int> ports_;
+  std::shared_ptr<grpc::Channel> channel_;
+  http::Router router_;
+  std::unique_ptr<http::Server> http_;
+  std::unique_ptr<http::Listener> listener_;
 };
 
 }  // namespace keel::api

@@ -1,0 +1,83 @@
+// The client URLs' HTTP/1.1 side: accepting (gRPC and HTTP/1.1 on the same
+// ports), CORS as etcd answers it, /health, /livez, /readyz, /version, and
+// the JSON gateway (gateway.cc).
+#include <grpcpp/server_posix.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <climits>
+
+#include "api/gateway.h"
+#include "api/services.h"
+
+namespace keel::api {
+namespace {
+
+// What keel reports as etcd's version, here and in Maintenance.Status: the
+// API level it implements (flags and behaviour follow etcd 3.5), so that
+// clients that check versions treat it as a 3.5 member. The cluster version
+// is, as etcd's, major.minor.0.
+constexpr char kServerVersion[] = "3.5.0";
+constexpr char kClusterVersion[] = "3.5.0";
+
+// etcd wraps its client handler in a CORS handler (--cors, default "*"):
+// these headers on every answer, and 200 with no body to any OPTIONS.
+bool Cors(const http::Request& req, http::ResponseWriter& w) {
+  w.SetHeader("Access-Control-Allow-Headers",
+              "accept, content-type, authorization");
+  w.SetHeader("Access-Control-Allow-Methods",
+              "POST, GET, OPTIONS, PUT, DELETE");
+  w.SetHeader("Access-Control-Allow-Origin", "*");
+  if (req.method != "OPTIONS") return false;
+  w.Send(200, "", "");
+  return true;
+}
+
+}  // namespace
+
+Status ClientApi::ServeClientUrls(server::Server* s) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  args.SetMaxSendMessageSize(-1);
+  channel_ = grpc_->InProcessChannel(args);
+
+  router_.AddFilter(Cors);
+  RegisterHealth(&router_, channel_, s);
+  router_.Handle(
+      "GET", "/version", [](const http::Request&, http::ResponseWriter& w) {
+        w.Send(200, "application/json",
+               std::string("{\"etcdserver\":\"") + kServerVersion +
+                   "\",\"etcdcluster\":\"" + kClusterVersion + "\"}");
+      });
+  RegisterGateway(&router_, channel_);
+
+  http::ServerOptions options;
+  // A JSON body carries bytes in base64 (4/3 larger) plus field names.
+  options.limits.max_body_bytes = static_cast<size_t>(std::min<uint64_t>(
+      2 * s->config().max_request_bytes + (1 << 20), INT_MAX));
+  http_ = std::make_unique<http::Server>(&router_, options);
+
+  http::ListenerOptions lo;
+  lo.http = http_.get();
+  grpc::Server* grpc = grpc_.get();
+  lo.on_http2 = [grpc](int fd) { grpc::AddInsecureChannelFromFd(grpc, fd); };
+  std::vector<std::pair<std::string, uint16_t>> addrs;
+  const auto& urls = s->config().listen_client_urls;
+  for (const auto& u : urls) addrs.emplace_back(u.host, u.port);
+  auto l = http::Listener::Start(addrs, lo);
+  if (!l.ok()) {
+    std::string list;
+    for (const auto& u : urls) list += (list.empty() ? "" : ",") + u.String();
+    return Status::IOError("cannot listen for client traffic on " + list +
+                           " (" + l.status().message() + ")");
+  }
+  listener_ = std::move(*l);
+  ports_.assign(listener_->ports().begin(), listener_->ports().end());
+  for (const auto& u : urls) {
+    spdlog::info("serving client traffic (gRPC and HTTP) on {}", u.String());
+  }
+  return Status::OK();
+}
+
+}  // namespace keel::api
