@@ -9,6 +9,7 @@ Environment:
 Markers:
   keel_xfail(reason=...)  a known keel bug: strict xfail on the keel target only
                           (an unexpected pass fails, so fixed bugs get unmarked).
+  keel_only(reason=...)   a keel extension etcd 3.4 lacks: runs on the keel target only.
   long                    a slow scenario, run only with KEEL_E2E_LONG=1.
 """
 
@@ -44,6 +45,7 @@ def long_enabled() -> bool:
 def pytest_configure(config):
     config.addinivalue_line("markers", "keel_xfail(reason): known keel failure; strict xfail on keel only")
     config.addinivalue_line("markers", "long: slow scenario, run only with KEEL_E2E_LONG=1")
+    config.addinivalue_line("markers", "keel_only(reason): keel extension; skipped on etcd")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -53,6 +55,9 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_long)
         m = item.get_closest_marker("keel_xfail")
         cs = getattr(item, "callspec", None)
+        only = item.get_closest_marker("keel_only")
+        if only and cs is not None and cs.params.get("target") != "keel":
+            item.add_marker(pytest.mark.skip(reason="keel extension: " + (only.kwargs.get("reason") or "")))
         if m and cs is not None and cs.params.get("target") == "keel":
             reason = m.kwargs.get("reason") or (m.args[0] if m.args else "known keel failure")
             item.add_marker(pytest.mark.xfail(reason=reason, strict=True))
