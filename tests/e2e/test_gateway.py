@@ -232,7 +232,6 @@ def test_watch_stream(member, uniq):
         s.close()
 
 
-@pytest.mark.keel_xfail(reason="Lease is not implemented yet (the lease engineer's)")
 def test_lease_grant_ttl_list_revoke(member, uniq):
     g = post_ok(member, "/v3/lease/grant", {"TTL": 60})
     lid = g["ID"]
