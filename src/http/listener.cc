@@ -48,7 +48,9 @@ class Listener::Impl {
       auto a = std::make_unique<tcp::acceptor>(io_);
       a->open(ep.protocol(), ec);
       if (!ec) a->set_option(tcp::acceptor::reuse_address(true), ec);
-      if (!ec && ep.address().is_v6()) {
+      // A name that resolves to both families binds each separately; a
+      // lone IPv6 address (such as "::") stays dual-stack.
+      if (!ec && ep.address().is_v6() && results.size() > 1) {
         a->set_option(asio::ip::v6_only(true), ec);
       }
       if (!ec) a->bind(ep, ec);
