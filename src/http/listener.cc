@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <asio.hpp>
 #include <cerrno>
 #include <chrono>
@@ -23,6 +24,8 @@ struct Pending {
   tcp::socket sock;
   asio::steady_timer deadline;  // sniff_timeout_ms after accept
   asio::steady_timer retry;     // re-peek after a partial preface
+  int retry_ms = 1;             // doubles up to 100 ms: a stalled client
+                                // costs few wake-ups
 };
 
 }  // namespace
@@ -151,7 +154,8 @@ class Listener::Impl {
       if (is_prefix && got < kHttp2Preface.size()) {
         // Part of the preface so far. The socket stays readable, so waiting
         // for readability would spin: look again shortly.
-        p->retry.expires_after(std::chrono::milliseconds(2));
+        p->retry.expires_after(std::chrono::milliseconds(p->retry_ms));
+        p->retry_ms = std::min(p->retry_ms * 2, 100);
         p->retry.async_wait([this, p](asio::error_code ec) {
           if (!ec) Sniff(p);
         });
