@@ -216,6 +216,14 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
                  "Configures log level. Only supports debug, info, warn, "
                  "error, panic, or fatal.")
       ->envname("ETCD_LOG_LEVEL");
+  app.add_option("--experimental-test-fault-file", c.test_fault_file,
+                 "TEST ONLY: apply network faults to peer messages from the "
+                 "rules in this file (keel's fault-injection suite).");
+  app.add_flag("--experimental-unsafe-skip-read-index",
+               c.unsafe_skip_read_index,
+               "TEST ONLY, UNSAFE: serve linearizable reads without "
+               "ReadIndex (stale reads); proves the fault-injection suite "
+               "catches them.");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {

@@ -49,6 +49,15 @@ struct ServerConfig {
   bool pre_vote = true;
   std::string log_level = "info";
 
+  // Test only (tests/jepsen), keel extensions; never set in production.
+  // Network faults for this member's peer messages from a rules file
+  // (src/server/test_faults.h).
+  std::string test_fault_file;
+  // UNSAFE: linearizable reads skip ReadIndex and read local state, so a
+  // deposed leader or a lagging follower serves stale data. Exists so the
+  // fault-injection suite can prove its checker catches stale reads.
+  bool unsafe_skip_read_index = false;
+
   int64_t QuotaBytes() const {
     return quota_backend_bytes > 0 ? quota_backend_bytes : (2LL << 30);
   }

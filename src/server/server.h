@@ -36,6 +36,7 @@
 #include "server/internal.pb.h"
 #include "server/lessor.h"
 #include "server/raft_node.h"
+#include "server/test_faults.h"
 #include "transport/transport.h"
 #include "wal/disk_storage.h"
 #include "wal/env.h"
@@ -153,6 +154,8 @@ class Server final : public StateMachine,
     return std::chrono::milliseconds(5000 + 2 * config_.election_ms);
   }
   std::string SnapDir() const;
+  // Test-only flags (server_test_hooks.cc): the fault hook, if enabled.
+  void InstallTestHooks(transport::Options* to);
 
   // Leases (server_lease.cc).
   struct LeaseWork;
@@ -173,6 +176,8 @@ class Server final : public StateMachine,
   std::unique_ptr<Lessor> lessor_;  // before store_: the store asks it
   std::unique_ptr<mvcc::Store> store_;
   std::unique_ptr<RaftNode> node_;
+  // Declared before transport_ so that it outlives the transport's hook.
+  std::unique_ptr<TestFaults> test_faults_;
   std::unique_ptr<transport::Transport> transport_;
 
   // Waiters for proposals of this member, by request id.
