@@ -317,6 +317,20 @@ void Server::ReplayMembership() {
 }
 
 Status Server::Start() {
+  // Request ids must not repeat across restarts: entries proposed by this
+  // member before a crash are still applied after it, and one with an id
+  // handed out again would complete the new request with the old entry's
+  // result (the fault-injection suite caught a put answered with another
+  // put's revision). As etcd's idutil: the member id's low 16 bits, then
+  // the start time in ms, then a counter.
+  next_request_id_ =
+      ((member_id_ & 0xffff) << 48) |
+      ((static_cast<uint64_t>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::system_clock::now().time_since_epoch())
+                .count()) &
+        ((1ULL << 40) - 1))
+       << 8);
   RaftNodeOptions ro;
   ro.id = member_id_;
   ro.heartbeat_ms = config_.heartbeat_ms;
