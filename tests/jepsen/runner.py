@@ -15,8 +15,8 @@ fault schedule ("nemesis") at the same time.  Then heal everything and check:
 
 Faults: kill -9 and restart (leader, follower), SIGSTOP/SIGCONT pauses
 longer than the election timeout, network partitions (majority/minority,
-isolated leader, bridge, one-way), message delay and loss, and catching up
-by snapshot.  Network faults go through each member's test-only fault file
+isolated leader, bridge, one-way), message delay and loss, catching up by
+snapshot, and a full disk (one member's data dir on a small tmpfs; root).  Network faults go through each member's test-only fault file
 (--experimental-test-fault-file, src/server/test_faults.h).
 
 Every random choice comes from the seed.  A failure prints the seed, the
@@ -329,6 +329,7 @@ class Nemesis:
         self.drops: set[tuple[str, str]] = set()  # (from, to)
         self.slow: Optional[tuple[int, int, float]] = None  # delay, jitter, loss
         self.killed: list[FaultMember] = []
+        self.disk_exits: list[str] = []
         self.log: list[str] = []
         self.t0 = time.monotonic()
 
@@ -566,6 +567,56 @@ def sched_snapshot(n: Nemesis, stop, el) -> None:
     stop.wait()
 
 
+def sched_disk_full(n: Nemesis, stop, el) -> None:
+    """Fill the disk of the member whose data dir is a small tmpfs, hold,
+    free it.  The member must refuse or stop, never lose an acknowledged
+    write; if it stopped, it is restarted once there is space again."""
+    v = n.c.disk_member
+    while not stop.is_set():
+        hold(stop, n.rng, 2 * el, 4 * el)
+        filler = v.data_dir / "filler"
+        st = os.statvfs(v.data_dir)
+        free = st.f_bavail * st.f_frsize
+        with open(filler, "wb") as f:
+            try:
+                os.posix_fallocate(f.fileno(), 0, max(0, free - 64 * 1024))
+            except OSError:
+                pass
+        n.note(f"disk full on {v.name} ({free >> 20} MiB taken)")
+        # Large writes to a key of their own (not in the history) make the
+        # member need new space soon: a new WAL segment, a store flush.
+        ballast_stop = threading.Event()
+        counts = {"ok": 0, "err": 0, "last": ""}
+
+        def ballast():
+            value = b"x" * (1 << 20)
+            with n.c.members[0].channel() as ch:
+                kv = pbg.KVStub(ch)
+                while not ballast_stop.is_set():
+                    try:
+                        kv.Put(pb.PutRequest(key=b"ballast", value=value), timeout=2)
+                        counts["ok"] += 1
+                    except grpc.RpcError as e:
+                        counts["err"] += 1
+                        counts["last"] = f"{e.code().name}: {e.details()}"
+                        ballast_stop.wait(0.05)  # client pacing after an error
+        bt = threading.Thread(target=ballast, daemon=True)
+        bt.start()
+        hold(stop, n.rng, 6 * el, 10 * el)
+        ballast_stop.set()
+        bt.join(timeout=10)
+        n.note(f"{counts['ok']} large puts ok, {counts['err']} refused (last: "
+               f"{counts['last'] or '-'}); {v.name} "
+               f"{'running' if v.running() else 'stopped'}")
+        filler.unlink()
+        n.note(f"disk space back on {v.name}")
+        if not v.running():
+            tail = "\n".join(v.log_since_last_start().splitlines()[-3:])
+            n.disk_exits.append(f"exit {v.proc.returncode}: {tail}")
+            n.note(f"{v.name} had stopped (exit {v.proc.returncode}); restart")
+            v.start()
+
+
 def sched_mixed(n: Nemesis, stop, el) -> None:
     faults = ["partition", "isolate", "kill-leader", "kill-follower", "pause-leader",
               "pause-follower", "slow", "one-way"]
@@ -613,6 +664,7 @@ SCHEDULES: dict[str, Callable] = {
     "pause-follower": sched_pause("follower"),
     "slow-lossy": sched_slow,
     "snapshot-catchup": sched_snapshot,
+    "disk-full": sched_disk_full,
     "mixed": sched_mixed,
 }
 
@@ -813,6 +865,20 @@ def run_one(cfg: RunConfig, keel: str, lincheck: str, out_root: Path,
     if cfg.schedule == "snapshot-catchup":
         flags["snapshot-count"] = 200
     cluster = FaultCluster(out / "cluster", cfg.members, cfg.unsafe_reads, flags)
+    mounted: Optional[Path] = None
+    if cfg.schedule == "disk-full":
+        # One member's data dir on a small tmpfs (root only): room for the
+        # WAL's 64 MiB segment and the store, then the nemesis fills it.
+        cluster.disk_member = cluster.members[rng.randrange(cfg.members)]
+        d = cluster.disk_member.data_dir
+        d.mkdir(parents=True)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", str(d)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            print(f"  SKIP disk-full: cannot mount a tmpfs ({r.stderr.strip()}); "
+                  "this schedule needs root", flush=True)
+            return True
+        mounted = d
     cluster.election_ms = election_ms
     cluster.heartbeat_ms = max(10, election_ms // 10)
     history = History()
@@ -867,6 +933,11 @@ def run_one(cfg: RunConfig, keel: str, lincheck: str, out_root: Path,
                 if not m.running():
                     problems.append(f"{m.name} is not running (exit {m.proc.returncode}); "
                                     f"log: {m.log_path}")
+        for e in (nemesis.disk_exits if nemesis else []):
+            print(f"  the member with the full disk stopped: {e}", flush=True)
+            if "ENOSPC" not in e and "No space" not in e and "space" not in e:
+                problems.append(f"the member with the full disk stopped without saying "
+                                f"its disk is full: {e}")
         if cfg.schedule == "snapshot-catchup":
             lagger = getattr(nemesis, "snapshot_member", None)
             if lagger and "restored the store from snapshot" not in lagger.log():
@@ -882,6 +953,8 @@ def run_one(cfg: RunConfig, keel: str, lincheck: str, out_root: Path,
             except Exception:  # noqa: BLE001
                 pass
         cluster.stop()
+        if mounted is not None:
+            subprocess.run(["umount", "-l", str(mounted)], capture_output=True)
     try:
         hist_path = out / "history.jsonl"
         history.write(hist_path)
@@ -938,6 +1011,7 @@ CI_RUNS = [
     RunConfig("slow-lossy", 7, 3, 10, 8),
     RunConfig("kill-follower", 8, 5, 10, 8),
     RunConfig("snapshot-catchup", 9, 3, 10, 10),
+    RunConfig("disk-full", 11, 3, 10, 8),
     # The broken mode must be caught; the same schedule passes without it.
     RunConfig("isolate-leader", 10, 3, 10, 6),
     RunConfig("isolate-leader", 10, 3, 10, 6, unsafe_reads=True, expect_failure=True),
