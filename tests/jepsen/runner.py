@@ -107,9 +107,12 @@ class FaultMember(Member):
         self.fault_path.write_text("")
         self.member_id = 0
         self.paused = False
+        self.joining = False  # added by MemberAdd: --initial-cluster-state existing
 
     def argv(self) -> list[str]:
         a = super().argv() + ["--experimental-test-fault-file", str(self.fault_path)]
+        if self.joining:
+            a[a.index("--initial-cluster-state") + 1] = "existing"
         if self.cluster.unsafe_reads:
             a.append("--experimental-unsafe-skip-read-index")
         return a
@@ -135,6 +138,7 @@ class FaultCluster(Cluster):
         super().__init__("keel", base, 0, extra_flags=extra_flags)
         self.unsafe_reads = unsafe_reads
         self.members = [FaultMember(self, f"m{i}", self.base) for i in range(size)]
+        self.next_index = size
 
 
 # ---------------------------------------------------------------------------
@@ -313,6 +317,176 @@ class Client(threading.Thread):
                 read(resp.responses[0].response_range.kvs)
         self.history.add(op)
         return True
+
+
+class Watcher(threading.Thread):
+    """Watches the clients' keys (prefix "k") from revision 1 on one member,
+    and resumes after the last revision it saw whenever the stream breaks, as
+    etcd's clients do. Records every event, to check after the run that the
+    stream was ordered, unique, reliable and equal to the store's history."""
+
+    def __init__(self, name: str, member: FaultMember, stop: threading.Event):
+        super().__init__(name=f"watcher-{name}", daemon=True)
+        self.member = member
+        self.stop_event = stop
+        self.events: list[tuple[int, str, str, str, int]] = []  # rev, type, key, value, mod
+        self.problems: list[str] = []
+        self.streams = 0
+        self._call = None
+        self._lock = threading.Lock()
+
+    def next_revision(self) -> int:
+        return self.events[-1][0] + 1 if self.events else 1
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self.one_stream()
+            except grpc.RpcError:
+                pass  # the member went away: resume
+            if not self.stop_event.is_set():
+                self.stop_event.wait(0.1)  # client pacing before resuming
+
+    def one_stream(self) -> None:
+        start = self.next_revision()
+        done = threading.Event()
+
+        def requests():
+            yield pb.WatchRequest(create_request=pb.WatchCreateRequest(
+                key=b"k", range_end=b"l", start_revision=start))
+            done.wait()
+
+        with self.member.channel() as ch:
+            call = pbg.WatchStub(ch).Watch(requests())
+            with self._lock:
+                self._call = call
+            if self.stop_event.is_set():
+                call.cancel()
+            self.streams += 1
+            try:
+                for resp in call:
+                    if resp.compact_revision:
+                        self.problems.append(f"{self.member.name}: watch from {start} "
+                                             f"compacted at {resp.compact_revision}")
+                        return
+                    if resp.canceled:
+                        return  # resume
+                    for ev in resp.events:
+                        kv = ev.kv
+                        t = "DELETE" if ev.type == 1 else "PUT"
+                        self.events.append((kv.mod_revision, t, kv.key.decode(),
+                                            kv.value.decode(), kv.mod_revision))
+            finally:
+                done.set()
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self._call is not None:
+                self._call.cancel()
+
+
+def store_history(m: FaultMember, until: int) -> list[tuple]:
+    """The store's events for prefix "k" from revision 1 through `until` (a
+    sentinel write's revision), read with one fresh watch after the run."""
+    out: list[tuple] = []
+    done = threading.Event()
+
+    def requests():
+        yield pb.WatchRequest(create_request=pb.WatchCreateRequest(
+            key=b"k", range_end=b"l", start_revision=1))
+        done.wait()
+
+    with m.channel() as ch:
+        call = pbg.WatchStub(ch).Watch(requests(), timeout=60)
+        try:
+            for resp in call:
+                for ev in resp.events:
+                    kv = ev.kv
+                    out.append((kv.mod_revision, "DELETE" if ev.type == 1 else "PUT",
+                                kv.key.decode(), kv.value.decode(), kv.mod_revision))
+                if out and out[-1][0] >= until:
+                    break
+        finally:
+            done.set()
+            call.cancel()
+    return out
+
+
+def watch_supported(m: FaultMember) -> bool:
+    done = threading.Event()
+
+    def requests():
+        yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"probe"))
+        done.wait()
+
+    with m.channel() as ch:
+        call = pbg.WatchStub(ch).Watch(requests(), timeout=10)
+        try:
+            for resp in call:
+                return resp.created
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.UNIMPLEMENTED:
+                return False
+            raise
+        finally:
+            done.set()
+            call.cancel()
+    return False
+
+
+def check_watches(c: FaultCluster, watchers: list[Watcher], ops: list[dict]) -> list[str]:
+    problems: list[str] = []
+    # A last write in the watched range marks the end of the history.
+    with c.members[0].channel() as ch:
+        sentinel = pbg.KVStub(ch).Put(pb.PutRequest(key=b"k~end", value=b"end"),
+                                      timeout=10).header.revision
+    histories = {}
+    for m in c.members:
+        histories[m.name] = store_history(m, sentinel)
+    names = list(histories)
+    ref = histories[names[0]]
+    for n in names[1:]:
+        if histories[n] != ref:
+            problems.append(f"the store's event history differs between {names[0]} and {n}")
+    by_rev = {e[0]: e for e in ref}
+    # Ordered and unique: revisions strictly increase (single-key writes).
+    for w in watchers:
+        problems += w.problems
+        evs = w.events
+        for a, b in zip(evs, evs[1:]):
+            if b[0] <= a[0]:
+                problems.append(f"watcher on {w.member.name}: event at revision {b[0]} after "
+                                f"one at {a[0]} (out of order or duplicated)")
+                break
+        # Reliable and equal to the store: exactly the store's events over
+        # the revisions it covered.
+        if evs:
+            lo, hi = 1, evs[-1][0]
+            expect = [e for e in ref if lo <= e[0] <= hi]
+            if evs != expect:
+                got, want = set(evs), set(expect)
+                missing = sorted(want - got)[:3]
+                extra = sorted(got - want)[:3]
+                problems.append(f"watcher on {w.member.name} ({w.streams} streams): "
+                                f"{len(evs)} events vs the store's {len(expect)} up to "
+                                f"revision {hi}; missing {missing}, unexpected {extra}")
+    # Acknowledged writes appear as events at their revisions.
+    for o in ops:
+        if o["outcome"] != "ok" or o["type"] == "get":
+            continue
+        wrote = o["type"] == "put" or (o["type"] == "cas" and o.get("succeeded")) or \
+            (o["type"] == "delete" and o.get("deleted", 0) > 0)
+        if not wrote:
+            continue
+        e = by_rev.get(o["revision"])
+        want_type = "DELETE" if o["type"] == "delete" else "PUT"
+        if e is None or e[1] != want_type or e[2] != o["key"] or \
+                (want_type == "PUT" and e[3] != o["value"]):
+            problems.append(f"acknowledged op {o['id']} ({o['type']} {o['key']} at revision "
+                            f"{o['revision']}) is not the store's event there: {e}")
+            if len(problems) > 20:
+                break
+    return problems
 
 
 # ---------------------------------------------------------------------------
@@ -617,6 +791,47 @@ def sched_disk_full(n: Nemesis, stop, el) -> None:
             v.start()
 
 
+def sched_membership(n: Nemesis, stop, el) -> None:
+    """Under load: remove a follower (MemberRemove), then add a new member
+    (MemberAdd, started with --initial-cluster-state existing) that must
+    catch up and serve; the cluster keeps its size."""
+    c = n.c
+    while not stop.is_set():
+        lead = n.leader()
+        if lead is None:
+            continue
+        v = n.rng.choice([m for m in c.members if m is not lead])
+
+        def remove():
+            # etcd refuses while a member has not been active long enough
+            # ("unhealthy cluster"): retried until the deadline.
+            with lead.channel() as ch:
+                pbg.ClusterStub(ch).MemberRemove(pb.MemberRemoveRequest(ID=v.member_id),
+                                                 timeout=10)
+            return True
+        wait_for(remove, 30, f"MemberRemove {v.name}", interval=0.2)
+        n.note(f"MemberRemove {v.name}")
+        c.members.remove(v)
+        v.kill()
+        hold(stop, n.rng, 1 * el, 3 * el)
+        new = FaultMember(c, f"m{c.next_index}", c.base)
+        c.next_index += 1
+        new.joining = True
+        def add():
+            lead = n.leader()
+            with (lead or c.members[0]).channel() as ch:
+                return pbg.ClusterStub(ch).MemberAdd(
+                    pb.MemberAddRequest(peerURLs=[new.peer_url]), timeout=10)
+        r = wait_for(add, 30, f"MemberAdd {new.name}", interval=0.2)
+        new.member_id = r.member.ID
+        c.members.append(new)
+        new.start()
+        n.note(f"MemberAdd {new.name} ({new.member_id:x}) and start it")
+        new.wait_healthy(30)
+        n.note(f"{new.name} is healthy")
+        hold(stop, n.rng, 3 * el, 6 * el)
+
+
 def sched_mixed(n: Nemesis, stop, el) -> None:
     faults = ["partition", "isolate", "kill-leader", "kill-follower", "pause-leader",
               "pause-follower", "slow", "one-way"]
@@ -665,6 +880,7 @@ SCHEDULES: dict[str, Callable] = {
     "slow-lossy": sched_slow,
     "snapshot-catchup": sched_snapshot,
     "disk-full": sched_disk_full,
+    "membership": sched_membership,
     "mixed": sched_mixed,
 }
 
@@ -897,6 +1113,13 @@ def run_one(cfg: RunConfig, keel: str, lincheck: str, out_root: Path,
         clients = [Client(p, cluster.members[p % cfg.members], keys, cfg.seed * 1000 + p,
                           history, stop_clients, op_timeout=max(2.0, 4 * election_ms / 1000))
                    for p in range(cfg.clients)]
+        watchers: list[Watcher] = []
+        if watch_supported(cluster.members[0]):
+            for m in {cluster.members[0].name: cluster.members[0],
+                      cluster.members[-1].name: cluster.members[-1]}.values():
+                watchers.append(Watcher(m.name, m, threading.Event()))
+        else:
+            print("  (no Watch service: watch checks skipped)", flush=True)
         nemesis = Nemesis(cluster, history, random.Random(rng.getrandbits(64)))
         schedule = SCHEDULES[cfg.schedule]
         nemesis_error: list[BaseException] = []
@@ -910,6 +1133,8 @@ def run_one(cfg: RunConfig, keel: str, lincheck: str, out_root: Path,
 
         for cl in clients:
             cl.start()
+        for w in watchers:
+            w.start()
         nt = threading.Thread(target=nemesis_main, name="nemesis", daemon=True)
         nt.start()
         stop_nemesis.wait(cfg.duration)  # the run's length, by design
@@ -927,6 +1152,15 @@ def run_one(cfg: RunConfig, keel: str, lincheck: str, out_root: Path,
             rev = converge(cluster, 90)
             problems += check_hashes(cluster, rev)
             problems += check_acknowledged(cluster, history.ops)
+            for w in watchers:
+                w.stop_event.set()
+                w.cancel()
+                w.join(timeout=30)
+            if watchers:
+                problems += check_watches(cluster, watchers, history.ops)
+                print(f"  watch: {sum(len(w.events) for w in watchers)} events on "
+                      f"{len(watchers)} watchers, {sum(w.streams for w in watchers)} "
+                      f"streams", flush=True)
         except Exception as e:  # noqa: BLE001 - reported; the history is still checked
             problems.append(f"after healing, the cluster did not converge: {e!r}")
             for m in cluster.members:
@@ -947,6 +1181,9 @@ def run_one(cfg: RunConfig, keel: str, lincheck: str, out_root: Path,
         problems.append(f"run failed: {e!r}")
         traceback.print_exc()
     finally:
+        for w in locals().get("watchers", []):
+            w.stop_event.set()
+            w.cancel()
         if nemesis is not None:
             try:
                 nemesis.resume_all()
