@@ -961,6 +961,63 @@ def run_lincheck(lincheck: str, path: Path) -> tuple[bool, dict, str]:
 # the HTML timeline
 
 
+def op_label(o: dict) -> str:
+    t = o["type"]
+    if t == "get":
+        r = (f"{o.get('read_value')}@{o.get('read_mod_revision')}" if o.get("found")
+             else "absent") if o["outcome"] == "ok" else "?"
+        return f"get {o['key']} -> {r} (rev {o.get('revision', '?')})"
+    if t == "put":
+        return f"put {o['key']}={o.get('value')} (rev {o.get('revision', '?')})"
+    if t == "delete":
+        return f"del {o['key']} -> {o.get('deleted', '?')} (rev {o.get('revision', '?')})"
+    cond = f"{o.get('cmp')}={o.get('expect_value', '')}"
+    res = "ok" if o.get("succeeded") else (
+        f"no, saw {o.get('read_value') if o.get('found') else 'absent'}")
+    return f"cas {o['key']} {cond} -> {o.get('value')}: {res} (rev {o.get('revision', '?')})"
+
+
+def focus_svg(ops: list[dict], focus: set[int], events: list[tuple[int, str]]) -> str:
+    """A readable close-up: the ops on the failing key(s) around the ops the
+    checker could not place, one labelled bar each."""
+    by_id = {o["id"]: o for o in ops}
+    fo = [by_id[i] for i in focus if i in by_id]
+    if not fo:
+        return ""
+    keys = {o["key"] for o in fo}
+    lo = min(o["call_ns"] for o in fo) - 300_000_000
+    hi = max((o.get("return_ns") or o["call_ns"]) for o in fo) + 100_000_000
+    near = [o for o in ops if (o["key"] in keys or o["id"] in focus) and o["outcome"] != "fail"
+            and o["call_ns"] <= hi and (o.get("return_ns") or hi) >= lo]
+    near.sort(key=lambda o: o["call_ns"])
+    near = near[-80:]
+    lo = min(lo, min(o["call_ns"] for o in near))
+    width, scale = 1400.0, 1400.0 / max(1, hi - lo)
+    rows = []
+    for i, o in enumerate(near):
+        x = (o["call_ns"] - lo) * scale
+        end = o.get("return_ns") if o["outcome"] == "ok" else hi
+        w = max(3.0, (end - o["call_ns"]) * scale)
+        y = 20 + i * 20
+        c = "#e05050" if o["id"] in focus else {"ok": "#8fd18f", "unknown": "#f2c14e"}.get(
+            o["outcome"], "#d0d0d0")
+        rows.append(f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="16" fill="{c}" '
+                    f'stroke="#555" stroke-width="0.3"/>')
+        rows.append(f'<text x="{min(x, width - 300) + 3:.1f}" y="{y + 12}" font-size="11">'
+                    f'#{o["id"]} p{o["process"]}/m{o.get("member")} '
+                    f'{html.escape(op_label(o))}</text>')
+    h = 30 + len(near) * 20
+    for t, text in events:
+        if lo <= t <= hi:
+            x = (t - lo) * scale
+            rows.append(f'<line x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{h}" stroke="#a040a0" '
+                        f'stroke-dasharray="4"/><text x="{x + 2:.1f}" y="10" font-size="9" '
+                        f'fill="#a040a0">{html.escape(text[:60])}</text>')
+    return (f"<h4>Close-up: key(s) {html.escape(', '.join(sorted(keys)))}, "
+            f"{(hi - lo) / 1e6:.0f} ms (red: could not be placed)</h4>"
+            f"<svg width='{width + 20}' height='{h}'>" + "".join(rows) + "</svg>")
+
+
 def write_timeline(path: Path, ops: list[dict], events: list[tuple[int, str]],
                    verdict: dict, title: str) -> None:
     if not ops:
@@ -1005,6 +1062,15 @@ def write_timeline(path: Path, ops: list[dict], events: list[tuple[int, str]],
     for p in procs:
         rows.append(f'<text x="0" y="{30 + lane[p] * 22 + 13}" font-size="10">p{p}</text>')
     failing = [k for k in verdict.get("keys", []) if not k.get("ok", True)]
+    focus: set[int] = set()
+    if failing:
+        focus = set(failing[0].get("stuck", []))
+        if failing[0].get("best_prefix"):
+            focus.add(failing[0]["best_prefix"][-1])
+    elif verdict.get("global_violations"):
+        import re
+        focus = {int(x) for x in re.findall(r"op (\d+)", verdict["global_violations"][0])}
+    closeup = focus_svg(ops, focus, events)
     summary = html.escape(json.dumps({"global_violations": verdict.get("global_violations"),
                                       "failing_keys": failing}, indent=1))
     table = []
@@ -1031,7 +1097,7 @@ def write_timeline(path: Path, ops: list[dict], events: list[tuple[int, str]],
         "<p>One lane per client process; green: ok, yellow: unknown outcome (drawn to the "
         "end), grey: failed, red: ops the checker could not linearize next, blue: the last "
         "op of the longest linearizable prefix. Purple lines: faults. Hover for details.</p>"
-        f"<pre>{summary}</pre>"
+        f"<pre>{summary}</pre>{closeup}<h4>Whole run</h4>"
         f"<div style='overflow-x:scroll'><svg width='{width + 40}' height='{height}'>"
         + "".join(rows) + "</svg></div>"
         "<table border=1 cellspacing=0 style='font:11px monospace'><tr><th>id</th>"
