@@ -32,10 +32,17 @@ int64_t MinLeaseTTLSeconds(int election_ms, int heartbeat_ms) {
   return (ms + 999) / 1000;
 }
 
+void Lessor::SetExpiry(int64_t id, Lease* le, TimePoint expiry) {
+  if (le->expiry != TimePoint::max()) by_expiry_.erase({le->expiry, id});
+  le->expiry = expiry;
+  if (expiry != TimePoint::max()) by_expiry_.insert({expiry, id});
+}
+
 void Lessor::Reset(const std::vector<mvcc::LeaseRecord>& leases,
                    TimePoint now) {
   std::lock_guard l(mu_);
   leases_.clear();
+  by_expiry_.clear();
   for (const auto& rec : leases) {
     Lease& le = leases_[rec.id];
     le.ttl = rec.ttl;
@@ -43,7 +50,8 @@ void Lessor::Reset(const std::vector<mvcc::LeaseRecord>& leases,
     // A primary that restores (not normally: leaders send snapshots) keeps
     // deciding expiry, from a full TTL.
     if (primary_) {
-      le.expiry = ExpiryAfter(now, le.ttl, std::chrono::milliseconds(0));
+      SetExpiry(rec.id, &le,
+                ExpiryAfter(now, le.ttl, std::chrono::milliseconds(0)));
     }
   }
 }
@@ -66,13 +74,17 @@ void Lessor::Add(const mvcc::LeaseRecord& rec, TimePoint now) {
   Lease& le = leases_[rec.id];
   le.ttl = rec.ttl;
   le.remaining_ttl = rec.remaining_ttl;
-  le.expiry = primary_ ? ExpiryAfter(now, le.ttl, std::chrono::milliseconds(0))
-                       : TimePoint::max();
+  SetExpiry(rec.id, &le,
+            primary_ ? ExpiryAfter(now, le.ttl, std::chrono::milliseconds(0))
+                     : TimePoint::max());
 }
 
 void Lessor::Remove(int64_t id) {
   std::lock_guard l(mu_);
-  leases_.erase(id);
+  auto it = leases_.find(id);
+  if (it == leases_.end()) return;
+  SetExpiry(id, &it->second, TimePoint::max());
+  leases_.erase(it);
 }
 
 bool Lessor::primary() const {
@@ -85,7 +97,7 @@ void Lessor::Promote(TimePoint now, std::chrono::milliseconds extend) {
   primary_ = true;
   for (auto& [id, le] : leases_) {
     const int64_t ttl = le.remaining_ttl > 0 ? le.remaining_ttl : le.ttl;
-    le.expiry = ExpiryAfter(now, ttl, extend);
+    SetExpiry(id, &le, ExpiryAfter(now, ttl, extend));
     le.revoke_asked = TimePoint::min();
   }
 }
@@ -94,6 +106,7 @@ void Lessor::Demote() {
   std::lock_guard l(mu_);
   primary_ = false;
   for (auto& [id, le] : leases_) le.expiry = TimePoint::max();
+  by_expiry_.clear();
 }
 
 std::optional<int64_t> Lessor::Renew(int64_t id, TimePoint now) {
@@ -102,8 +115,8 @@ std::optional<int64_t> Lessor::Renew(int64_t id, TimePoint now) {
   auto it = leases_.find(id);
   if (it == leases_.end() || it->second.expiry <= now) return 0;
   it->second.remaining_ttl = 0;
-  it->second.expiry =
-      ExpiryAfter(now, it->second.ttl, std::chrono::milliseconds(0));
+  SetExpiry(id, &it->second,
+            ExpiryAfter(now, it->second.ttl, std::chrono::milliseconds(0)));
   return it->second.ttl;
 }
 
@@ -141,9 +154,9 @@ std::vector<int64_t> Lessor::Expired(TimePoint now, size_t max,
   std::lock_guard l(mu_);
   std::vector<int64_t> out;
   if (!primary_) return out;
-  for (auto& [id, le] : leases_) {
-    if (out.size() >= max) break;
-    if (le.expiry > now) continue;
+  for (const auto& [expiry, id] : by_expiry_) {
+    if (out.size() >= max || expiry > now) break;
+    Lease& le = leases_.at(id);
     if (le.revoke_asked != TimePoint::min() && now - le.revoke_asked < retry) {
       continue;
     }

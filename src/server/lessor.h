@@ -33,6 +33,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <vector>
 
 #include "common/status.h"
@@ -99,10 +100,16 @@ class Lessor {
     TimePoint revoke_asked = TimePoint::min();
   };
 
+  // Sets a lease's expiry, keeping by_expiry_ in step (mu_ held).
+  void SetExpiry(int64_t id, Lease* le, TimePoint expiry);
+
   const int64_t min_ttl_s_;
   mutable std::mutex mu_;
   std::map<int64_t, Lease> leases_;  // guarded by mu_
-  bool primary_ = false;             // guarded by mu_
+  // The leases with a finite expiry (the primary's), soonest first, so an
+  // expiry pass costs only what has expired.
+  std::set<std::pair<TimePoint, int64_t>> by_expiry_;  // guarded by mu_
+  bool primary_ = false;                               // guarded by mu_
 };
 
 // etcd's minimum lease TTL for a member: ceil(1.5 election timeouts), with

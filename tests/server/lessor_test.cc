@@ -66,5 +66,18 @@ TEST(Lessor, PromotionGivesEveryLeaseItsFullTTLPlusTheExtension) {
   EXPECT_TRUE(l.Exists(2));
 }
 
+TEST(Lessor, ExpiredComesSoonestFirstAndForgetsRemovedLeases) {
+  Lessor l(1);
+  const TP t0 = TP{} + 1000s;
+  l.Promote(t0, 0ms);
+  for (int64_t id = 1; id <= 5; id++) l.Add({id, 10 - id, 0}, t0);
+  EXPECT_EQ(l.Expired(t0 + 7s, 2, 20s), (std::vector<int64_t>{5, 4}));
+  l.Remove(3);
+  EXPECT_EQ(l.Expired(t0 + 8s, 10, 20s), std::vector<int64_t>{2});
+  EXPECT_EQ(l.Renew(1, t0 + 8s), 9);  // until t0 + 17 s
+  EXPECT_TRUE(l.Expired(t0 + 16s, 10, 20s).empty());
+  EXPECT_EQ(l.Expired(t0 + 17s, 10, 20s), std::vector<int64_t>{1});
+}
+
 }  // namespace
 }  // namespace keel::server
