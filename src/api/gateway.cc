@@ -266,26 +266,25 @@ template <class Resp>
 void StreamResponses(grpc::ClientContext* ctx, http::ResponseWriter& w,
                      const std::function<bool(Resp*)>& read,
                      const std::function<grpc::Status()>& finish) {
-  std::atomic<bool> done{false};
   std::atomic<bool> gone{false};
   std::thread watcher([&] {
-    while (!done) {
-      if (w.WaitClientGone(100)) {
-        gone = true;
-        ctx->TryCancel();
-        return;
-      }
+    if (w.WaitClientGone(-1)) {
+      gone = true;
+      ctx->TryCancel();
     }
   });
   bool wrote = false;
-  auto begin = [&](int status) {
-    w.SetHeader("Grpc-Metadata-Content-Type", "application/grpc");
+  // The call's header metadata shows only once a response came.
+  auto begin = [&](int status, bool with_metadata) {
+    if (with_metadata) {
+      w.SetHeader("Grpc-Metadata-Content-Type", "application/grpc");
+    }
     w.BeginStream(status, "application/json");
     wrote = true;
   };
   Resp resp;
   while (read(&resp)) {
-    if (!wrote) begin(200);
+    if (!wrote) begin(200, true);
     if (!w.WriteChunk("{\"result\":" + ToJson(resp) + "}\n")) {
       ctx->TryCancel();
       break;
@@ -293,11 +292,11 @@ void StreamResponses(grpc::ClientContext* ctx, http::ResponseWriter& w,
     resp.Clear();
   }
   grpc::Status st = finish();
-  done = true;
+  w.StopWaiting();
   watcher.join();
   if (!st.ok() && !gone) {
     int http = HttpStatusFromGrpc(st.error_code());
-    if (!wrote) begin(http);
+    if (!wrote) begin(http, false);
     std::string e = "{\"error\":{\"grpc_code\":" +
                     std::to_string(static_cast<int>(st.error_code())) +
                     ",\"http_code\":" + std::to_string(http) +
@@ -306,7 +305,7 @@ void StreamResponses(grpc::ClientContext* ctx, http::ResponseWriter& w,
                     "}}";
     w.WriteChunk(e);
   }
-  if (!wrote) begin(200);
+  if (!wrote) begin(200, true);
   w.EndStream();
 }
 

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -61,11 +62,16 @@ bool SocketConn::Write(std::string_view data, int timeout_ms) {
   return true;
 }
 
-bool SocketConn::WaitPeerGone(int timeout_ms) {
+bool SocketConn::WaitPeerGone(int timeout_ms, int wake_fd) {
   // POLLRDHUP (not POLLIN): bytes a client pipelines behind a streaming
   // request must not look like a close.
-  int ev = PollOne(fd_, POLLRDHUP, timeout_ms);
-  return ev != 0;
+  pollfd p[2] = {{fd_, POLLRDHUP, 0}, {wake_fd, POLLIN, 0}};
+  for (;;) {
+    int r = poll(p, wake_fd >= 0 ? 2 : 1, timeout_ms);
+    if (r > 0) return p[0].revents != 0;
+    if (r == 0) return false;
+    if (errno != EINTR) return true;
+  }
 }
 
 void SocketConn::Abort() { shutdown(fd_, SHUT_RDWR); }
@@ -140,6 +146,27 @@ ResponseWriter::ResponseWriter(Conn* conn, const Request& req,
       req_(req),
       write_timeout_ms_(write_timeout_ms),
       must_close_(!req.keep_alive) {}
+
+ResponseWriter::~ResponseWriter() {
+  if (wake_fd_ >= 0) close(wake_fd_);
+}
+
+bool ResponseWriter::WaitClientGone(int timeout_ms) {
+  int fd;
+  {
+    std::lock_guard<std::mutex> l(wake_mu_);
+    if (wake_fd_ < 0) wake_fd_ = eventfd(0, EFD_CLOEXEC);
+    fd = wake_fd_;
+  }
+  return conn_->WaitPeerGone(timeout_ms, fd);
+}
+
+void ResponseWriter::StopWaiting() {
+  std::lock_guard<std::mutex> l(wake_mu_);
+  if (wake_fd_ < 0) wake_fd_ = eventfd(0, EFD_CLOEXEC);
+  uint64_t one = 1;
+  (void)!write(wake_fd_, &one, sizeof(one));
+}
 
 void ResponseWriter::SetHeader(std::string name, std::string value) {
   for (auto& [k, v] : headers_) {

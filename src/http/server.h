@@ -53,9 +53,10 @@ class Conn {
   // Writes all of data (waiting at most timeout_ms per stall); false if the
   // client is gone or stalled.
   virtual bool Write(std::string_view data, int timeout_ms) = 0;
-  // Returns at once: true when the peer has closed or reset the
-  // connection. Waits up to timeout_ms for that to happen.
-  virtual bool WaitPeerGone(int timeout_ms) = 0;
+  // True once the peer has closed or reset the connection: waits up to
+  // timeout_ms (-1: no limit) for that, or until wake_fd (if >= 0) turns
+  // readable, which returns false.
+  virtual bool WaitPeerGone(int timeout_ms, int wake_fd) = 0;
   // Unblocks Read/Write/WaitPeerGone from another thread; they fail.
   virtual void Abort() = 0;
   // Ends the stream towards the client (reads go on).
@@ -69,7 +70,7 @@ class SocketConn final : public Conn {
   ~SocketConn() override;
   ssize_t Read(char* buf, size_t n, int timeout_ms) override;
   bool Write(std::string_view data, int timeout_ms) override;
-  bool WaitPeerGone(int timeout_ms) override;
+  bool WaitPeerGone(int timeout_ms, int wake_fd) override;
   void Abort() override;
   void CloseWrite() override;
 
@@ -93,12 +94,13 @@ class ResponseWriter {
   bool WriteChunk(std::string_view data);
   void EndStream(
       const std::vector<std::pair<std::string, std::string>>& trailers = {});
-  // Blocks until the client closes the connection (true) or timeout_ms
-  // passes (false): a streaming handler runs it on a second thread to stop
-  // when its client leaves.
-  bool WaitClientGone(int timeout_ms) {
-    return conn_->WaitPeerGone(timeout_ms);
-  }
+  // Blocks until the client closes the connection (true), timeout_ms
+  // passes or StopWaiting() is called (false): a streaming handler runs it
+  // on a second thread to stop when its client leaves.
+  bool WaitClientGone(int timeout_ms);
+  // Wakes WaitClientGone (from any thread); later calls return at once.
+  void StopWaiting();
+  ~ResponseWriter();
 
   bool started() const { return started_; }
   // The connection cannot carry another request (the client is gone, the
@@ -118,6 +120,8 @@ class ResponseWriter {
   bool streaming_ = false;
   bool ended_ = false;
   bool must_close_ = false;
+  int wake_fd_ = -1;  // an eventfd, made by the first WaitClientGone
+  std::mutex wake_mu_;
 };
 
 using Handler = std::function<void(const Request&, ResponseWriter&)>;
