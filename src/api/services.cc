@@ -25,7 +25,7 @@ namespace {
 // etcd's clients may ask (metadata "hasleader: true", clientv3's
 // WithRequireLeader) to fail at once rather than wait when the member has
 // no leader.
-bool LeaderRequiredButMissing(const grpc::ServerContext* ctx,
+bool LeaderRequiredButMissing(const grpc::ServerContextBase* ctx,
                               const server::Server* s) {
   if (ctx == nullptr) return false;
   auto it = ctx->client_metadata().find("hasleader");
@@ -36,39 +36,102 @@ bool LeaderRequiredButMissing(const grpc::ServerContext* ctx,
 
 }  // namespace
 
-grpc::Status KvService::Range(grpc::ServerContext* ctx,
-                              const etcdserverpb::RangeRequest* r,
-                              etcdserverpb::RangeResponse* out) {
-  if (LeaderRequiredButMissing(ctx, s_)) return kErrNoLeader.ToStatus();
-  return ToGrpc(s_->Range(*r, out));
+namespace {
+
+// One unary KV call on the callback API: owns the parsed request and the
+// response until gRPC is done with the call.
+template <typename Req, typename Resp>
+class UnaryCall final : public grpc::ServerUnaryReactor {
+ public:
+  explicit UnaryCall(grpc::ByteBuffer* out) : out_(out) {}
+  void OnDone() override { delete this; }
+  // Called once, from whichever thread completes the request.
+  void Complete(const Status& st) {
+    if (!st.ok()) return Finish(ToGrpc(st));
+    bool own = false;
+    grpc::Status ser =
+        grpc::SerializationTraits<Resp>::Serialize(resp, out_, &own);
+    Finish(ser);
+  }
+
+  Req req;
+  Resp resp;
+
+ private:
+  grpc::ByteBuffer* const out_;
+};
+
+// Parses the request, answers INTERNAL if it is not one (as etcd does),
+// then starts it: start(req, &resp, done).
+template <typename Req, typename Resp, typename Start>
+grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* ctx,
+                                const server::Server* s,
+                                const grpc::ByteBuffer* in,
+                                grpc::ByteBuffer* out, Start start) {
+  auto* call = new UnaryCall<Req, Resp>(out);
+  grpc::ByteBuffer bytes(*in);  // shares the slices
+  grpc::Status parsed =
+      grpc::SerializationTraits<Req>::Deserialize(&bytes, &call->req);
+  if (!parsed.ok()) {
+    call->Finish(grpc::Status(
+        grpc::StatusCode::INTERNAL,
+        "grpc: error unmarshalling request: " + parsed.error_message()));
+  } else if (LeaderRequiredButMissing(ctx, s)) {
+    call->Finish(kErrNoLeader.ToStatus());
+  } else {
+    start(call->req, &call->resp,
+          [call](const Status& st) { call->Complete(st); });
+  }
+  return call;
 }
 
-grpc::Status KvService::Put(grpc::ServerContext* ctx,
-                            const etcdserverpb::PutRequest* r,
-                            etcdserverpb::PutResponse* out) {
-  if (LeaderRequiredButMissing(ctx, s_)) return kErrNoLeader.ToStatus();
-  return ToGrpc(s_->Put(*r, out));
+}  // namespace
+
+grpc::ServerUnaryReactor* KvService::Range(grpc::CallbackServerContext* ctx,
+                                           const grpc::ByteBuffer* in,
+                                           grpc::ByteBuffer* out) {
+  return Serve<etcdserverpb::RangeRequest, etcdserverpb::RangeResponse>(
+      ctx, s_, in, out, [this](const auto& r, auto* resp, auto done) {
+        s_->RangeAsync(r, resp, std::move(done));
+      });
 }
 
-grpc::Status KvService::DeleteRange(grpc::ServerContext* ctx,
-                                    const etcdserverpb::DeleteRangeRequest* r,
-                                    etcdserverpb::DeleteRangeResponse* out) {
-  if (LeaderRequiredButMissing(ctx, s_)) return kErrNoLeader.ToStatus();
-  return ToGrpc(s_->DeleteRange(*r, out));
+grpc::ServerUnaryReactor* KvService::Put(grpc::CallbackServerContext* ctx,
+                                         const grpc::ByteBuffer* in,
+                                         grpc::ByteBuffer* out) {
+  return Serve<etcdserverpb::PutRequest, etcdserverpb::PutResponse>(
+      ctx, s_, in, out, [this](const auto& r, auto* resp, auto done) {
+        s_->PutAsync(r, resp, std::move(done));
+      });
 }
 
-grpc::Status KvService::Txn(grpc::ServerContext* ctx,
-                            const etcdserverpb::TxnRequest* r,
-                            etcdserverpb::TxnResponse* out) {
-  if (LeaderRequiredButMissing(ctx, s_)) return kErrNoLeader.ToStatus();
-  return ToGrpc(s_->Txn(*r, out));
+grpc::ServerUnaryReactor* KvService::DeleteRange(
+    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+    grpc::ByteBuffer* out) {
+  return Serve<etcdserverpb::DeleteRangeRequest,
+               etcdserverpb::DeleteRangeResponse>(
+      ctx, s_, in, out, [this](const auto& r, auto* resp, auto done) {
+        s_->DeleteRangeAsync(r, resp, std::move(done));
+      });
 }
 
-grpc::Status KvService::Compact(grpc::ServerContext* ctx,
-                                const etcdserverpb::CompactionRequest* r,
-                                etcdserverpb::CompactionResponse* out) {
-  if (LeaderRequiredButMissing(ctx, s_)) return kErrNoLeader.ToStatus();
-  return ToGrpc(s_->Compact(*r, out));
+grpc::ServerUnaryReactor* KvService::Txn(grpc::CallbackServerContext* ctx,
+                                         const grpc::ByteBuffer* in,
+                                         grpc::ByteBuffer* out) {
+  return Serve<etcdserverpb::TxnRequest, etcdserverpb::TxnResponse>(
+      ctx, s_, in, out, [this](const auto& r, auto* resp, auto done) {
+        s_->TxnAsync(r, resp, std::move(done));
+      });
+}
+
+grpc::ServerUnaryReactor* KvService::Compact(grpc::CallbackServerContext* ctx,
+                                             const grpc::ByteBuffer* in,
+                                             grpc::ByteBuffer* out) {
+  return Serve<etcdserverpb::CompactionRequest,
+               etcdserverpb::CompactionResponse>(
+      ctx, s_, in, out, [this](const auto& r, auto* resp, auto done) {
+        s_->CompactAsync(r, resp, std::move(done));
+      });
 }
 
 grpc::Status MaintenanceService::Status(grpc::ServerContext*,

@@ -25,21 +25,36 @@ namespace keel::api {
 // Maps a Status from the server or the store to the gRPC status etcd sends.
 grpc::Status ToGrpc(const Status& s);
 
-class KvService final : public etcdserverpb::KV::Service {
+// KV uses gRPC's callback API: a handler returns at once and the call
+// finishes when the Server's asynchronous request completes, so requests in
+// flight do not each hold a thread (src/server/server_async.cc). The
+// methods are "raw" (bytes in and out) so that an unparsable request gets
+// INTERNAL as from etcd; gRPC 1.51's typed callback handler answers it with
+// UNIMPLEMENTED.
+class KvService final
+    : public etcdserverpb::KV::WithRawCallbackMethod_Range<
+          etcdserverpb::KV::WithRawCallbackMethod_Put<
+              etcdserverpb::KV::WithRawCallbackMethod_DeleteRange<
+                  etcdserverpb::KV::WithRawCallbackMethod_Txn<
+                      etcdserverpb::KV::WithRawCallbackMethod_Compact<
+                          etcdserverpb::KV::Service>>>>> {
  public:
   explicit KvService(server::Server* s) : s_(s) {}
-  grpc::Status Range(grpc::ServerContext*, const etcdserverpb::RangeRequest*,
-                     etcdserverpb::RangeResponse*) override;
-  grpc::Status Put(grpc::ServerContext*, const etcdserverpb::PutRequest*,
-                   etcdserverpb::PutResponse*) override;
-  grpc::Status DeleteRange(grpc::ServerContext*,
-                           const etcdserverpb::DeleteRangeRequest*,
-                           etcdserverpb::DeleteRangeResponse*) override;
-  grpc::Status Txn(grpc::ServerContext*, const etcdserverpb::TxnRequest*,
-                   etcdserverpb::TxnResponse*) override;
-  grpc::Status Compact(grpc::ServerContext*,
-                       const etcdserverpb::CompactionRequest*,
-                       etcdserverpb::CompactionResponse*) override;
+  grpc::ServerUnaryReactor* Range(grpc::CallbackServerContext*,
+                                  const grpc::ByteBuffer*,
+                                  grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext*,
+                                const grpc::ByteBuffer*,
+                                grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* DeleteRange(grpc::CallbackServerContext*,
+                                        const grpc::ByteBuffer*,
+                                        grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* Txn(grpc::CallbackServerContext*,
+                                const grpc::ByteBuffer*,
+                                grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* Compact(grpc::CallbackServerContext*,
+                                    const grpc::ByteBuffer*,
+                                    grpc::ByteBuffer*) override;
 
  private:
   server::Server* s_;

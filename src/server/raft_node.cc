@@ -125,14 +125,49 @@ std::future<Status> RaftNode::ProposeConfChange(raft::ConfChange cc) {
 std::future<Status> RaftNode::ReadIndex() {
   auto p = std::make_shared<std::promise<Status>>();
   auto f = p->get_future();
-  Enqueue([this, p](bool run) {
+  ReadIndexAsync([p](Status s) { p->set_value(std::move(s)); });
+  return f;
+}
+
+void RaftNode::ReadIndexAsync(StatusCallback done) {
+  Enqueue([this, done = std::move(done)](bool run) mutable {
     if (run) {
-      queued_reads_.push_back(std::move(*p));
+      queued_reads_.push_back(std::move(done));
     } else {
-      p->set_value(kStopped);
+      done(kStopped);
     }
   });
-  return f;
+}
+
+void RaftNode::ProposeAsync(std::string data, Clock::time_point deadline,
+                            StatusCallback done) {
+  Enqueue([this, d = std::move(data), deadline,
+           done = std::move(done)](bool run) mutable {
+    if (!run) return done(kStopped);
+    Status st = node_->Propose(d);
+    if (st.IsProposalDropped() && Clock::now() < deadline) {
+      held_proposals_.push_back({std::move(d), deadline, std::move(done)});
+      return;
+    }
+    done(std::move(st));
+  });
+}
+
+void RaftNode::RetryHeldProposals() {
+  if (held_proposals_.empty()) return;
+  const auto now = Clock::now();
+  std::deque<HeldProposal> still;
+  for (HeldProposal& h : held_proposals_) {
+    Status st = node_->leader() == raft::kNone
+                    ? Status::ProposalDropped("no leader")
+                    : node_->Propose(h.data);
+    if (st.IsProposalDropped() && now < h.deadline) {
+      still.push_back(std::move(h));
+    } else {
+      h.done(std::move(st));
+    }
+  }
+  held_proposals_.swap(still);
 }
 
 void RaftNode::TransferLeader(raft::NodeId transferee) {
@@ -204,7 +239,11 @@ void RaftNode::Run() {
       std::erase_if(read_age, [this](const auto& kv) {
         return reads_in_flight_.count(kv.first) == 0;
       });
+      RetryHeldProposals();
     }
+    // At once when a leader is known; otherwise on each tick (above), which
+    // times out the held proposals.
+    if (node_->leader() != raft::kNone) RetryHeldProposals();
     StartReadBatch();
     while (node_->HasReady()) HandleReady();
     PublishStatus();
@@ -216,6 +255,8 @@ void RaftNode::Run() {
   }
   for (Task& t : rest) t(false);
   FailAllReads(kStopped);
+  for (HeldProposal& h : held_proposals_) h.done(kStopped);
+  held_proposals_.clear();
   // A clean stop leaves the newest commit index on disk.
   if (has_unsynced_hs_) SaveDurably({});
 }
@@ -223,8 +264,8 @@ void RaftNode::Run() {
 void RaftNode::StartReadBatch() {
   if (queued_reads_.empty()) return;
   if (node_->leader() == raft::kNone) {
-    for (auto& p : queued_reads_) {
-      p.set_value(Status::Unavailable("etcdserver: no leader"));
+    for (auto& done : queued_reads_) {
+      done(Status::Unavailable("etcdserver: no leader"));
     }
     queued_reads_.clear();
     return;
@@ -243,17 +284,17 @@ void RaftNode::CompleteReads() {
       ++it;
       continue;
     }
-    for (auto& w : r.waiters) w.set_value(Status::OK());
+    for (auto& w : r.waiters) w(Status::OK());
     it = reads_in_flight_.erase(it);
   }
 }
 
 void RaftNode::FailAllReads(const Status& s) {
   for (auto& [ctx, r] : reads_in_flight_) {
-    for (auto& w : r.waiters) w.set_value(s);
+    for (auto& w : r.waiters) w(s);
   }
   reads_in_flight_.clear();
-  for (auto& p : queued_reads_) p.set_value(s);
+  for (auto& done : queued_reads_) done(s);
   queued_reads_.clear();
 }
 

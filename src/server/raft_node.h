@@ -119,6 +119,18 @@ class RaftNode {
   // Concurrent calls share one confirmation round. Fails with Unavailable
   // when there is no leader; the caller applies its own deadline.
   std::future<Status> ReadIndex();
+
+  // Callback forms of Propose and ReadIndex, for the asynchronous request
+  // path: `done` runs on the loop thread, so it must be quick and must not
+  // call back into the RaftNode synchronously. ProposeAsync holds a
+  // proposal the core drops for want of a leader (an election, a leadership
+  // transfer) and offers it again on each tick until `deadline`, then
+  // completes with the drop. ReadIndexAsync completes as ReadIndex does.
+  using StatusCallback = std::function<void(Status)>;
+  void ProposeAsync(std::string data,
+                    std::chrono::steady_clock::time_point deadline,
+                    StatusCallback done);
+  void ReadIndexAsync(StatusCallback done);
   void TransferLeader(raft::NodeId transferee);
 
   // From the transport.
@@ -135,7 +147,7 @@ class RaftNode {
   // before running it, so that every promise is kept.
   using Task = std::function<void(bool run)>;
   struct PendingRead {
-    std::vector<std::promise<Status>> waiters;
+    std::vector<StatusCallback> waiters;
     uint64_t read_index = 0;  // 0 until the read state arrives
   };
 
@@ -146,6 +158,7 @@ class RaftNode {
   void SaveDurably(const std::vector<raft::Entry>& entries);
   void ApplyCommitted(const std::vector<raft::Entry>& entries);
   void MaybeSnapshot();
+  void RetryHeldProposals();
   void StartReadBatch();
   void CompleteReads();
   void FailAllReads(const Status& s);
@@ -164,7 +177,14 @@ class RaftNode {
   uint64_t snapshot_index_ = 0;
   uint64_t next_read_ctx_ = 1;
   // Reads waiting to start a confirmation round.
-  std::vector<std::promise<Status>> queued_reads_;
+  std::vector<StatusCallback> queued_reads_;
+  // Proposals dropped for want of a leader, offered again on each tick.
+  struct HeldProposal {
+    std::string data;
+    std::chrono::steady_clock::time_point deadline;
+    StatusCallback done;
+  };
+  std::deque<HeldProposal> held_proposals_;
   // Rounds started, by context; completed in order.
   std::map<uint64_t, PendingRead> reads_in_flight_;
   raft::NodeId last_leader_ = 0;

@@ -12,6 +12,7 @@
 #include "mvcc/request_check.h"
 #include "raft/codec.h"
 #include "server/convert.h"
+#include "server/request_checks.h"
 
 namespace keel::server {
 
@@ -100,6 +101,9 @@ class FileSink : public transport::ByteSink {
 
 bool HasWrites(const etcdserverpb::TxnRequest& r) { return !IsReadOnly(r); }
 
+}  // namespace
+
+// Shared with server_async.cc (request_checks.h).
 Status CheckRangeKey(const std::string& key) {
   return key.empty() ? EtcdErr(api::kErrEmptyKey) : Status::OK();
 }
@@ -137,6 +141,8 @@ Status CheckTxn(const etcdserverpb::TxnRequest& r, uint64_t max_ops) {
   KEEL_RETURN_IF_ERROR(check_ops(r.success()));
   return check_ops(r.failure());
 }
+
+namespace {
 
 std::string AlarmName(int32_t t) {
   switch (t) {
@@ -359,6 +365,7 @@ Status Server::Start() {
   started_ = true;
   publish_thread_ = std::thread([this] { PublishLoop(); });
   StartLeases();
+  reaper_thread_ = std::thread([this] { ReapLoop(); });
   return Status::OK();
 }
 
@@ -371,6 +378,7 @@ void Server::Stop() {
   publish_cv_.notify_all();
   if (publish_thread_.joinable()) publish_thread_.join();
   StopLeases();
+  if (reaper_thread_.joinable()) reaper_thread_.join();
   if (node_) node_->Stop();
   if (transport_) transport_->Stop();
   std::lock_guard lock(wait_mu_);
@@ -380,6 +388,8 @@ void Server::Stop() {
     p.set_value(r);
   }
   waiters_.clear();
+  for (HeldRead& h : held_reads_) h.done(EtcdErr(api::kErrStopped));
+  held_reads_.clear();
 }
 
 void Server::PublishLoop() {

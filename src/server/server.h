@@ -37,6 +37,7 @@
 #include "server/lessor.h"
 #include "server/raft_node.h"
 #include "server/test_faults.h"
+#include "server/waiter.h"
 #include "transport/transport.h"
 #include "wal/disk_storage.h"
 #include "wal/env.h"
@@ -103,6 +104,26 @@ class Server final : public StateMachine,
   // blocks a thread per stream.
   void LeaseRenew(int64_t id, std::function<void(Status, int64_t ttl)> done);
   int64_t CurrentRevision() const { return store_->CurrentRevision(); }
+
+  // ---- Asynchronous client requests (any thread; server_async.cc) ----
+  // The same requests without a thread parked per request: `done` is called
+  // exactly once with the outcome, after *out is filled — on the calling
+  // thread, the Raft loop thread or the reaper thread — so it must be
+  // quick and must not block. The request and *out must outlive the call.
+  // Keep them in step with the blocking forms above.
+  using DoneCallback = std::function<void(Status)>;
+  void RangeAsync(const etcdserverpb::RangeRequest& r,
+                  etcdserverpb::RangeResponse* out, DoneCallback done);
+  void PutAsync(const etcdserverpb::PutRequest& r,
+                etcdserverpb::PutResponse* out, DoneCallback done);
+  void DeleteRangeAsync(const etcdserverpb::DeleteRangeRequest& r,
+                        etcdserverpb::DeleteRangeResponse* out,
+                        DoneCallback done);
+  void TxnAsync(const etcdserverpb::TxnRequest& r,
+                etcdserverpb::TxnResponse* out, DoneCallback done);
+  void CompactAsync(const etcdserverpb::CompactionRequest& r,
+                    etcdserverpb::CompactionResponse* out, DoneCallback done);
+
   // Serving (has a leader, no alarm), for health checks.
   bool Healthy() const;
   bool HasLeader() const { return node_ && node_->GetStatus().leader != 0; }
@@ -139,6 +160,17 @@ class Server final : public StateMachine,
   // Proposes req and waits until this member applied it.
   Result<std::shared_ptr<ApplyResult>> ProposeAndWait(internal::Request req);
   Status WaitReadIndex();
+  // Asynchronous forms (server_async.cc).
+  void ProposeAsync(internal::Request req, Waiter::Callback done);
+  template <typename Resp>
+  void ProposeWriteAsync(internal::Request req, Resp ApplyResult::*field,
+                         Resp* out, DoneCallback done);
+  // A linearizable read barrier; `done` runs on the Raft loop thread. While
+  // there is no leader it is retried by the reaper until the deadline.
+  void ReadIndexAsync(std::chrono::steady_clock::time_point deadline,
+                      DoneCallback done);
+  // Times out asynchronous waiters and retries held reads (every 50 ms).
+  void ReapLoop();
   void ApplyClusterChange(const internal::Request& req, ApplyResult* result);
   bool OverQuota() const;
   // NOSPACE refusal: an active alarm, or the store over its quota (which
@@ -182,7 +214,13 @@ class Server final : public StateMachine,
 
   // Waiters for proposals of this member, by request id.
   std::mutex wait_mu_;
-  std::map<uint64_t, std::promise<std::shared_ptr<ApplyResult>>> waiters_;
+  std::map<uint64_t, Waiter> waiters_;
+  // Asynchronous reads that found no leader, retried by ReapLoop.
+  struct HeldRead {
+    std::chrono::steady_clock::time_point deadline;
+    DoneCallback done;
+  };
+  std::vector<HeldRead> held_reads_;  // guarded by wait_mu_
   std::atomic<uint64_t> next_request_id_{1};
 
   mutable std::mutex state_mu_;
@@ -192,6 +230,7 @@ class Server final : public StateMachine,
   std::condition_variable publish_cv_;
   bool stopping_ = false;  // guarded by publish_mu_
   std::thread publish_thread_;
+  std::thread reaper_thread_;
   std::atomic<bool> started_{false};
   std::shared_ptr<LeaseWork> lease_work_;  // shared: incomplete here
 };
