@@ -4,8 +4,9 @@ and their HTTP statuses, streams; and HTTP/1.1 beside gRPC on the same port."""
 
 from __future__ import annotations
 
+import base64
+import json
 import socket
-import threading
 
 import pytest
 
@@ -13,6 +14,13 @@ from cluster import b64, wait_for
 from httpc import Stream, post, post_ok, raw, request
 
 HEADER_KEYS = {"cluster_id", "member_id", "revision", "raft_term"}
+
+
+def implemented(target: str, status: int) -> None:
+    """Services other engineers are still landing answer UNIMPLEMENTED (HTTP 501) on
+    keel until then: an expected failure, never on etcd, and gone once they land."""
+    if target == "keel" and status == 501:
+        pytest.xfail("the gRPC service is not implemented on keel yet")
 
 
 def check_header(h: dict, revision: bool = True) -> int:
@@ -214,11 +222,11 @@ def test_garbage_gets_400(member):
     assert out.startswith(b"HTTP/1.1 400 Bad Request\r\n"), out
 
 
-@pytest.mark.keel_xfail(reason="Watch is not implemented yet (the watch engineer's)")
-def test_watch_stream(member, uniq):
+def test_watch_stream(member, uniq, target):
     k = b64(uniq)
     s = Stream(member, "/v3/watch", {"create_request": {"key": k}})
     try:
+        implemented(target, s.status)
         assert s.status == 200
         assert s.headers.get("transfer-encoding") == "chunked"
         created = s.next()["result"]
@@ -254,3 +262,70 @@ def test_lease_grant_ttl_list_revoke(member, uniq):
     r = post(member, "/v3/kv/lease/revoke", {"ID": lid})
     msg = "etcdserver: requested lease not found"
     assert (r.status, r.json()) == (404, {"error": msg, "message": msg, "code": 5})
+
+
+def test_election_campaign_observe_resign(member, uniq, target):
+    lid = post_ok(member, "/v3/lease/grant", {"TTL": 60})["ID"]
+    name = b64(uniq)
+    r = post(member, "/v3/election/campaign", {"name": name, "lease": lid, "value": b64("v1")})
+    implemented(target, r.status)
+    assert r.status == 200, r
+    leader = r.json()["leader"]
+    assert leader["name"] == name and leader["lease"] == lid
+    check_header(r.json()["header"])
+    got = post_ok(member, "/v3/election/leader", {"name": name})
+    assert got["kv"]["key"] == leader["key"] and got["kv"]["value"] == b64("v1")
+    post_ok(member, "/v3/election/proclaim", {"leader": leader, "value": b64("v2")})
+    s = Stream(member, "/v3/election/observe", {"name": name})
+    try:
+        assert s.next()["result"]["kv"]["value"] == b64("v2")
+    finally:
+        s.close()
+    post_ok(member, "/v3/election/resign", {"leader": leader})
+    r = post(member, "/v3/election/leader", {"name": name})
+    assert r.json()["message"] == "election: no leader", r
+    post_ok(member, "/v3/lease/revoke", {"ID": lid})
+
+
+def test_lock_unlock(member, uniq, target):
+    lid = post_ok(member, "/v3/lease/grant", {"TTL": 60})["ID"]
+    r = post(member, "/v3/lock/lock", {"name": b64(uniq), "lease": lid})
+    implemented(target, r.status)
+    assert r.status == 200, r
+    key = r.json()["key"]
+    assert base64.b64decode(key).decode().startswith(uniq + "/")
+    assert post_ok(member, "/v3/kv/range", {"key": key})["count"] == "1"
+    post_ok(member, "/v3/lock/unlock", {"key": key})
+    assert "count" not in post_ok(member, "/v3/kv/range", {"key": key})
+    post_ok(member, "/v3/lease/revoke", {"ID": lid})
+
+
+def test_member_add_learner_and_remove(make_cluster, target):
+    m = make_cluster(1)[0]
+    r = post(m, "/v3/cluster/member/add", {"peerURLs": ["http://127.0.0.1:1"], "isLearner": True})
+    implemented(target, r.status)
+    assert r.status == 200, r
+    added = r.json()["member"]
+    assert added["peerURLs"] == ["http://127.0.0.1:1"] and added["isLearner"] is True
+    assert "name" not in added  # not started yet
+    ids = {x["ID"] for x in post_ok(m, "/v3/cluster/member/list")["members"]}
+    assert added["ID"] in ids and len(ids) == 2
+    post_ok(m, "/v3/cluster/member/remove", {"ID": added["ID"]})
+    assert len(post_ok(m, "/v3/cluster/member/list")["members"]) == 1
+    r = post(m, "/v3/cluster/member/remove", {"ID": added["ID"]})
+    assert r.status == 404 and r.json()["message"] == "etcdserver: member not found", r
+
+
+def test_snapshot_stream(member, target):
+    s = Stream(member, "/v3/maintenance/snapshot", {})
+    try:
+        implemented(target, s.status)
+        assert s.status == 200
+        total = 0
+        for line in s.resp:  # until the stream ends
+            obj = json.loads(line)
+            assert set(obj) == {"result"}, obj  # no error object
+            total += len(base64.b64decode(obj["result"].get("blob", "")))
+        assert total > 0
+    finally:
+        s.close()
