@@ -1179,6 +1179,7 @@ def run_one(cfg: RunConfig, keel: str, lincheck: str, out_root: Path,
     verdict: dict = {}
     nemesis: Optional[Nemesis] = None
     started = time.monotonic()
+    skipped = False
     try:
         cluster.start(timeout=60)
         for m in cluster.members:
@@ -1186,6 +1187,7 @@ def run_one(cfg: RunConfig, keel: str, lincheck: str, out_root: Path,
                                    f"{m.name}'s member id")
         if cfg.schedule == "membership" and not membership_supported(cluster.members[0]):
             print("  SKIP membership: this keel has no MemberAdd/MemberRemove", flush=True)
+            skipped = True
             return True
         stop_clients = threading.Event()
         stop_nemesis = threading.Event()
@@ -1272,6 +1274,8 @@ def run_one(cfg: RunConfig, keel: str, lincheck: str, out_root: Path,
         cluster.stop()
         if mounted is not None:
             subprocess.run(["umount", "-l", str(mounted)], capture_output=True)
+        if skipped:
+            shutil.rmtree(out, ignore_errors=True)
     try:
         hist_path = out / "history.jsonl"
         history.write(hist_path)
