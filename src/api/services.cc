@@ -165,7 +165,12 @@ grpc::Status ClusterService::MemberList(
 }
 
 ClientApi::ClientApi(server::Server* s)
-    : kv_(s), maintenance_(s), cluster_(s), lease_(s) {}
+    : kv_(s),
+      maintenance_(s),
+      cluster_(s),
+      lease_(s),
+      lock_(&recipes_),
+      election_(&recipes_) {}
 
 ClientApi::~ClientApi() { Shutdown(); }
 
@@ -204,8 +209,12 @@ Result<std::unique_ptr<ClientApi>> ClientApi::Start(server::Server* s) {
   b.RegisterService(&api->maintenance_);
   b.RegisterService(&api->cluster_);
   b.RegisterService(&api->lease_);
+  b.RegisterService(&api->lock_);
+  b.RegisterService(&api->election_);
   api->grpc_ = b.BuildAndStart();
   if (!api->grpc_) return Status::IOError("cannot start the gRPC server");
+  // Election and Lock call this member's own services in-process.
+  api->recipes_.Connect(api->grpc_->InProcessChannel(grpc::ChannelArguments()));
   KEEL_RETURN_IF_ERROR(api->ServeClientUrls(s));
   return api;
 }

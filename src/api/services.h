@@ -13,6 +13,7 @@
 #include <memory>
 #include <vector>
 
+#include "api/concurrency_services.h"
 #include "api/lease_service.h"
 #include "common/status.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
@@ -115,6 +116,9 @@ class ClientApi {
   MaintenanceService maintenance_;
   ClusterService cluster_;
   LeaseService lease_;
+  Recipes recipes_;
+  LockService lock_;
+  ElectionService election_;
   std::unique_ptr<grpc::Server> grpc_;
   std::vector<int> ports_;
   std::shared_ptr<grpc::Channel> channel_;
