@@ -170,3 +170,23 @@ def test_leases_survive_restart(make_cluster, uniq):
     assert t["granted-ttl"] == 600 and 0 < t["ttl"] <= 600 and len(t["keys"]) == 1, t
     m.ctl_ok("lease", "revoke", f"{lid:x}")
     assert m.ctl_ok("get", uniq + "k").out == ""
+
+
+def test_watchers_see_the_deletes_of_a_revoked_lease(member, uniq):
+    lid, _ = grant(member, 600)
+    member.ctl_ok("put", uniq + "a", "1", f"--lease={lid:x}")
+    member.ctl_ok("put", uniq + "b", "2", f"--lease={lid:x}")
+    rev = revision(member)
+    w = subprocess.Popen([ETCDCTL_BIN, f"--endpoints={member.endpoint}", "watch", "--prefix", uniq,
+                          f"--rev={rev + 1}", "-w", "json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                         env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
+    try:
+        member.ctl_ok("lease", "revoke", f"{lid:x}")
+        line = w.stdout.readline()  # one response: both deletes, one revision
+        events = __import__("json").loads(line)["Events"]
+        assert [(e.get("type"), e["kv"]["mod_revision"]) for e in events] == \
+            [(1, rev + 1), (1, rev + 1)], events  # 1: DELETE
+    finally:
+        w.kill()
+        w.wait(timeout=10)
