@@ -47,7 +47,8 @@ def test_lock_mutual_exclusion_fenced_by_revision(member, uniq):
     member.ctl_ok("put", prefix + "owner", "")
     member.ctl_ok("put", prefix + "fence", "0" * 20)
     workers, rounds = 4, 3
-    loop = (f"for i in $(seq {rounds}); do {ETCDCTL_BIN} --endpoints={member.endpoint} "
+    # `timeout`: a holder that never gets the lock fails the test, not hangs it.
+    loop = (f"for i in $(seq {rounds}); do timeout 60 {ETCDCTL_BIN} --endpoints={member.endpoint} "
             f"lock {uniq}lock /usr/bin/python3 {HERE / 'lock_holder.py'} {member.endpoint} {prefix}"
             f" || exit 1; done")
     procs = [subprocess.Popen(["/bin/sh", "-c", loop], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -72,6 +73,7 @@ def test_elect_campaign_observe_resign(member, uniq):
     name = uniq + "election"
     obs = Lines(ctl_popen(member.endpoint, "elect", "-l", name))
     a = Lines(ctl_popen(member.endpoint, "elect", name, "alpha"))
+    b = None
     try:
         wait_for(lambda: len(a.lines) >= 2, 20, "alpha to be elected")
         assert a.lines[0].startswith(name + "/") and a.lines[1] == "alpha", a.lines
@@ -88,8 +90,9 @@ def test_elect_campaign_observe_resign(member, uniq):
         wait_for(lambda: obs.lines[2:4] == b.lines[:2], 20, f"the observer to see beta: {obs.lines}")
         b.stop(signal.SIGINT)
     finally:
-        for p in (obs, a):
-            p.stop()
+        for p in (obs, a, b):
+            if p is not None:
+                p.stop()
 
 
 def test_lock_and_election_services(member, uniq):
