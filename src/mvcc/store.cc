@@ -356,6 +356,9 @@ Status Store::Commit(PendingWrite* w) {
   }
   w->undo.clear();
   w->meta_writes.clear();
+  // Still under the write lock: watchers see revisions in order, and no
+  // reader sees this revision before the hub knows of it.
+  Notify(*w);
   return Status::OK();
 }
 

@@ -76,6 +76,31 @@ struct StoreOptions {
   size_t compaction_batch_rows = 10000;
 };
 
+// Told about every committed write revision (the watch hub).
+//
+// Called by the store's writer with the store's write lock held, so calls
+// come in revision order and no read of the store can run meanwhile: an
+// implementation must be quick and must not call back into the store.
+class StoreObserver {
+ public:
+  virtual ~StoreObserver() = default;
+  // The changes of revision `rev`, in the order the write made them.
+  virtual void OnCommit(int64_t rev, std::vector<Event> events) = 0;
+  // Whether OnCommit's events should carry prev_kv.
+  virtual bool WantsPrevKv() const = 0;
+  // The store's content was replaced (snapshot restore); it is now at
+  // `rev`. Revisions not seen by OnCommit must be read from the history.
+  virtual void OnRestore(int64_t rev) = 0;
+};
+
+// A run of whole revisions read from the store's history.
+struct History {
+  std::vector<Event> events;  // revision order, then change order
+  int64_t last_rev = 0;       // events cover [from, last_rev] (none if below)
+  int64_t current_rev = 0;    // the store's revision at the read
+  int64_t compact_rev = -1;   // the store's compacted revision at the read
+};
+
 class Store {
  public:
   // Opens (creating if needed) the store in directory `dir`; finishes a
@@ -115,7 +140,20 @@ class Store {
   // consistent index included) to one file; see docs/mvcc.md.
   Result<SnapshotInfo> ExportSnapshot(const std::string& path) const;
 
+  // The events of revisions from max(from_rev, compacted revision) on,
+  // whole revisions only, stopping after the first revision that reaches
+  // `max_revs` revisions or `max_bytes` of keys and values. With prev_kv,
+  // each event carries the key as of the revision before it (if that is
+  // not compacted), as etcd's watch does.
+  Result<History> ReadHistory(int64_t from_rev, int64_t max_revs,
+                              size_t max_bytes, bool prev_kv) const;
+
   // ---- Writes: the apply thread ----
+
+  // Attaches the observer told of every commit (null: none); returns the
+  // revision after which it will be told. It must stay valid until
+  // detached.
+  int64_t SetObserver(StoreObserver* o);
 
   Result<PutResponse> Put(const PutRequest& r, ConsistentIndex ci = {});
   Result<DeleteRangeResponse> DeleteRange(const DeleteRangeRequest& r,
@@ -179,6 +217,10 @@ class Store {
   Result<DeleteRangeResponse> DeleteIn(const DeleteRangeRequest& r,
                                        PendingWrite* w) const;
   Status Commit(PendingWrite* w);
+  // Tells the observer of a committed write (both locks held).
+  void Notify(const PendingWrite& w) const;
+  // The live value of `key` at `rev`, if any (mu_ held).
+  std::optional<KeyValue> ValueAt(const std::string& key, int64_t rev) const;
 
   const std::string dir_;
   const StoreOptions options_;
@@ -189,6 +231,7 @@ class Store {
   // Shared so a long export keeps a replaced database open until done.
   std::shared_ptr<Backend> backend_ GUARDED_BY(mu_);
   std::unique_ptr<State> state_ GUARDED_BY(mu_);
+  StoreObserver* observer_ GUARDED_BY(mu_) = nullptr;
 };
 
 }  // namespace keel::mvcc

@@ -344,6 +344,7 @@ Status Store::RestoreSnapshot(const std::string& path) {
   backend_->RemoveOnClose();
   backend_ = std::shared_ptr<Backend>(std::move(nb));
   state_ = std::move(st);
+  if (observer_ != nullptr) observer_->OnRestore(state_->current_rev);
   return Status::OK();
 }
 

@@ -219,6 +219,20 @@ struct SnapshotInfo {
   uint64_t size_bytes = 0;
 };
 
+// mvccpb.Event: one change of a write revision, as a watcher sees it. A
+// delete carries only the key and mod_revision (the delete's revision), as
+// etcd's.
+struct Event {
+  enum class Type : uint8_t { kPut = 0, kDelete = 1 };
+  Type type = Type::kPut;
+  KeyValue kv;
+  // The key as it was at mod_revision - 1, when the reader asked for it and
+  // that revision is not compacted.
+  std::optional<KeyValue> prev_kv;
+
+  friend bool operator==(const Event&, const Event&) = default;
+};
+
 // Convenience constructors for ops (tests and the API layer).
 inline RequestOp OpRange(RangeRequest r) { return RequestOp{std::move(r)}; }
 inline RequestOp OpPut(PutRequest r) { return RequestOp{std::move(r)}; }
