@@ -170,7 +170,8 @@ ClientApi::ClientApi(server::Server* s)
       cluster_(s),
       lease_(s),
       lock_(&recipes_),
-      election_(&recipes_) {}
+      election_(&recipes_),
+      watch_(s) {}
 
 ClientApi::~ClientApi() { Shutdown(); }
 
@@ -180,6 +181,9 @@ void ClientApi::Shutdown() {
   if (listener_) listener_->Stop();
   if (http_) http_->Shutdown();
   if (grpc_) {
+    // Watch streams never end by themselves: end them first, so that the
+    // shutdown does not wait out its deadline.
+    watch_.Shutdown();
     grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     grpc_.reset();
   }
@@ -211,6 +215,7 @@ Result<std::unique_ptr<ClientApi>> ClientApi::Start(server::Server* s) {
   b.RegisterService(&api->lease_);
   b.RegisterService(&api->lock_);
   b.RegisterService(&api->election_);
+  b.RegisterService(&api->watch_);
   api->grpc_ = b.BuildAndStart();
   if (!api->grpc_) return Status::IOError("cannot start the gRPC server");
   // Election and Lock call this member's own services in-process.

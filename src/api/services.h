@@ -15,6 +15,7 @@
 
 #include "api/concurrency_services.h"
 #include "api/lease_service.h"
+#include "api/watch_service.h"
 #include "common/status.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
 #include "http/listener.h"
@@ -119,6 +120,7 @@ class ClientApi {
   Recipes recipes_;
   LockService lock_;
   ElectionService election_;
+  WatchService watch_;
   std::unique_ptr<grpc::Server> grpc_;
   std::vector<int> ports_;
   std::shared_ptr<grpc::Channel> channel_;

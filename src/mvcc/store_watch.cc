@@ -57,7 +57,8 @@ Result<History> Store::ReadHistory(int64_t from_rev, int64_t max_revs,
   History h;
   h.current_rev = st.current_rev;
   h.compact_rev = st.compact_rev;
-  const int64_t start = std::max<int64_t>(from_rev, std::max<int64_t>(1, st.compact_rev));
+  const int64_t start =
+      std::max<int64_t>(from_rev, std::max<int64_t>(1, st.compact_rev));
   h.last_rev = start - 1;
   if (start > st.current_rev) return h;
   const std::string upper = EncodeRevision(Revision{st.current_rev + 1, 0});

@@ -230,7 +230,8 @@ bool WatchHub::SyncRound(std::unique_lock<std::mutex>& l) {
   l.lock();
   if (!hist.ok()) {
     // A storage error: the reads report it; retry a little later.
-    cv_.wait_for(l, std::chrono::milliseconds(100), [this] { return stopping_; });
+    cv_.wait_for(l, std::chrono::milliseconds(100),
+                 [this] { return stopping_; });
     has_work_ = true;
     return true;
   }
@@ -268,7 +269,8 @@ bool WatchHub::SyncRound(std::unique_lock<std::mutex>& l) {
 
 void WatchHub::Run() {
   std::unique_lock l(mu_);
-  auto next_tick = std::chrono::steady_clock::now() + options_.progress_interval;
+  auto next_tick =
+      std::chrono::steady_clock::now() + options_.progress_interval;
   while (!stopping_) {
     cv_.wait_until(l, next_tick, [this] { return stopping_ || has_work_; });
     if (stopping_) break;

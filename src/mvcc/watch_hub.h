@@ -156,8 +156,7 @@ class WatchHub final : public StoreObserver {
   size_t prev_kv_watchers_ = 0;
   std::map<uint64_t, std::unique_ptr<Watcher>> watchers_;
   // synced watchers of one key, and of ranges (scanned per event).
-  std::map<std::string, std::map<uint64_t, Watcher*>, std::less<>>
-      synced_keys_;
+  std::map<std::string, std::map<uint64_t, Watcher*>, std::less<>> synced_keys_;
   std::map<uint64_t, Watcher*> synced_ranges_;
   std::map<uint64_t, Watcher*> unsynced_;
   std::map<uint64_t, Watcher*> progress_;  // progress_notify watchers

@@ -4,7 +4,9 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
+#include <cstdlib>
 #include <sstream>
 
 namespace keel::server {
@@ -146,6 +148,48 @@ std::string HexId(uint64_t id) {
   return buf;
 }
 
+Result<int64_t> ParseGoDurationMs(const std::string& s) {
+  auto bad = [&] {
+    return Status::InvalidArgument("time: invalid duration \"" + s + "\"");
+  };
+  if (s == "0") return int64_t{0};
+  if (s.empty()) return bad();
+  double total_ms = 0;
+  size_t i = 0;
+  while (i < s.size()) {
+    size_t start = i;
+    while (i < s.size() &&
+           (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) {
+      i++;
+    }
+    if (i == start) return bad();
+    double v = std::strtod(s.substr(start, i - start).c_str(), nullptr);
+    size_t u = i;
+    while (i < s.size() && std::isalpha(static_cast<unsigned char>(s[i]))) {
+      i++;
+    }
+    const std::string unit = s.substr(u, i - u);
+    double ms;
+    if (unit == "ns") {
+      ms = 1e-6;
+    } else if (unit == "us" || unit == "\u00b5s") {
+      ms = 1e-3;
+    } else if (unit == "ms") {
+      ms = 1;
+    } else if (unit == "s") {
+      ms = 1000;
+    } else if (unit == "m") {
+      ms = 60 * 1000;
+    } else if (unit == "h") {
+      ms = 3600 * 1000;
+    } else {
+      return bad();
+    }
+    total_ms += v * ms;
+  }
+  return static_cast<int64_t>(total_ms);
+}
+
 Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
   ServerConfig c;
   std::string listen_client = "http://localhost:2379";
@@ -154,6 +198,7 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
   std::string advertise_peer = "http://localhost:2380";
   std::string initial_cluster;
   std::string pre_vote = "true";
+  std::string progress_interval = "10m0s";
   CLI::App app{
       "keel: a strongly consistent key-value store that speaks the "
       "etcd v3 API"};
@@ -224,6 +269,10 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
                "TEST ONLY, UNSAFE: serve linearizable reads without "
                "ReadIndex (stale reads); proves the fault-injection suite "
                "catches them.");
+  app.add_option("--experimental-watch-progress-notify-interval",
+                 progress_interval,
+                 "Duration of periodical watch progress notification.")
+      ->envname("ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -240,6 +289,16 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
   } else {
     return Status::InvalidArgument("invalid value \"" + pre_vote +
                                    "\" for flag -pre-vote");
+  }
+  {
+    auto ms = ParseGoDurationMs(progress_interval);
+    if (!ms.ok()) {
+      return Status::InvalidArgument(
+          "invalid value \"" + progress_interval +
+          "\" for flag -experimental-watch-progress-notify-interval: " +
+          ms.status().message());
+    }
+    c.watch_progress_notify_interval_ms = *ms;
   }
   auto parse = [](const std::string& flag, const std::string& v,
                   std::vector<Url>* out) -> Status {

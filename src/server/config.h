@@ -48,6 +48,8 @@ struct ServerConfig {
   uint64_t max_txn_ops = 128;
   bool pre_vote = true;
   std::string log_level = "info";
+  // --experimental-watch-progress-notify-interval (etcd's default 10m).
+  int64_t watch_progress_notify_interval_ms = 10 * 60 * 1000;
 
   // Test only (tests/jepsen), keel extensions; never set in production.
   // Network faults for this member's peer messages from a rules file
@@ -79,5 +81,9 @@ uint64_t ComputeMemberId(const std::vector<Url>& peer_urls,
 uint64_t ComputeClusterId(std::vector<uint64_t> member_ids);
 
 std::string HexId(uint64_t id);
+
+// A Go time.Duration string ("10m", "1.5s", "100ms", "1h2m3s") in
+// milliseconds.
+Result<int64_t> ParseGoDurationMs(const std::string& s);
 
 }  // namespace keel::server

@@ -241,6 +241,12 @@ Status Server::OpenStorage() {
   }
   store_ = std::move(store).value();
   KEEL_RETURN_IF_ERROR(LoadLeases());
+  mvcc::WatchHubOptions wo;
+  if (config_.watch_progress_notify_interval_ms > 0) {
+    wo.progress_interval =
+        std::chrono::milliseconds(config_.watch_progress_notify_interval_ms);
+  }
+  watch_hub_ = std::make_unique<mvcc::WatchHub>(store_.get(), wo);
 
   if (!exists) {
     KEEL_RETURN_IF_ERROR(Bootstrap());

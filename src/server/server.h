@@ -31,6 +31,7 @@
 
 #include "etcdserverpb/rpc.pb.h"
 #include "mvcc/store.h"
+#include "mvcc/watch_hub.h"
 #include "server/cluster_state.h"
 #include "server/config.h"
 #include "server/internal.pb.h"
@@ -128,6 +129,8 @@ class Server final : public StateMachine,
   bool Healthy() const;
   bool HasLeader() const { return node_ && node_->GetStatus().leader != 0; }
   void FillHeader(etcdserverpb::ResponseHeader* h, int64_t revision) const;
+  // The store's watchers (the Watch service's streams register there).
+  mvcc::WatchHub* watch_hub() const { return watch_hub_.get(); }
 
   // ---- StateMachine (RaftNode loop thread) ----
   uint64_t AppliedIndex() const override;
@@ -207,6 +210,8 @@ class Server final : public StateMachine,
   std::unique_ptr<wal::DiskStorage> storage_;
   std::unique_ptr<Lessor> lessor_;  // before store_: the store asks it
   std::unique_ptr<mvcc::Store> store_;
+  // After store_: detaches from the store before it closes.
+  std::unique_ptr<mvcc::WatchHub> watch_hub_;
   std::unique_ptr<RaftNode> node_;
   // Declared before transport_ so that it outlives the transport's hook.
   std::unique_ptr<TestFaults> test_faults_;

@@ -41,7 +41,6 @@ class Lines:
         return self.proc.wait(timeout=20)
 
 
-@pytest.mark.keel_xfail(reason="needs the Watch service (the watch engineer's): remove when Watch lands")
 def test_lock_mutual_exclusion_fenced_by_revision(member, uniq):
     """Competing `etcdctl lock` processes: each holder checks, in the same
     txn, that nobody else is inside and that its token (its lock key's create
@@ -72,7 +71,6 @@ def test_lock_mutual_exclusion_fenced_by_revision(member, uniq):
     assert member.ctl_ok("get", uniq + "lock", "--prefix").out == "", "a lock key was left behind"
 
 
-@pytest.mark.keel_xfail(reason="needs the Watch service (the watch engineer's): remove when Watch lands")
 def test_elect_campaign_observe_resign(member, uniq):
     name = uniq + "election"
     obs = Lines(ctl_popen(member.endpoint, "elect", "-l", name))
@@ -99,7 +97,6 @@ def test_elect_campaign_observe_resign(member, uniq):
                 p.stop()
 
 
-@pytest.mark.keel_xfail(reason="needs the Watch service (the watch engineer's): remove when Watch lands")
 def test_lock_and_election_services(member, uniq):
     """The v3lock and v3election gRPC services, driven by v3conc_client.py."""
     r = subprocess.run(["/usr/bin/python3", str(HERE / "v3conc_client.py"), member.endpoint, uniq],

@@ -173,7 +173,6 @@ def test_leases_survive_restart(make_cluster, uniq):
     assert m.ctl_ok("get", uniq + "k").out == ""
 
 
-@pytest.mark.keel_xfail(reason="needs the Watch service (the watch engineer's): remove when Watch lands")
 def test_watchers_see_the_deletes_of_a_revoked_lease(member, uniq):
     lid, _ = grant(member, 600)
     member.ctl_ok("put", uniq + "a", "1", f"--lease={lid:x}")

@@ -60,8 +60,8 @@ class FakeSink : public WatchSink {
   template <typename F>
   std::vector<Resp> WaitFor(F pred) {
     std::unique_lock l(mu_);
-    bool ok = cv_.wait_for(l, std::chrono::seconds(10),
-                           [&] { return pred(got_); });
+    bool ok =
+        cv_.wait_for(l, std::chrono::seconds(10), [&] { return pred(got_); });
     EXPECT_TRUE(ok) << "timed out; have " << got_.size() << " responses";
     return got_;
   }
@@ -137,14 +137,14 @@ TEST_F(WatchHubTest, LiveEventsAndTxnInOneResponse) {
   TxnRequest t;
   t.success.push_back(OpPut(P("a2", "y")));
   t.success.push_back(OpPut(P("a3", "z")));
-  ASSERT_TRUE(store_->Txn(t).ok());                  // 4
-  ASSERT_TRUE(store_->DeleteRange(D("a1")).ok());    // 5
+  ASSERT_TRUE(store_->Txn(t).ok());                // 4
+  ASSERT_TRUE(store_->DeleteRange(D("a1")).ok());  // 5
   auto got = sink.WaitFor([](auto& g) { return EventCount(g) == 4; });
   ASSERT_EQ(got.size(), 3u);  // the txn's two events in one response
   EXPECT_EQ(got[1].events.size(), 2u);
   EXPECT_EQ(got[1].header_rev, 4);
   EXPECT_EQ(Flat(got), (std::vector<std::string>{"P a1=x@2", "P a2=y@4",
-                                                  "P a3=z@4", "D a1@5"}));
+                                                 "P a3=z@4", "D a1@5"}));
   EXPECT_EQ(got[0].events[0].kv.create_revision, 2);
   EXPECT_EQ(got[0].events[0].kv.version, 1);
   EXPECT_EQ(got[2].events[0].kv.version, 0);
@@ -152,14 +152,14 @@ TEST_F(WatchHubTest, LiveEventsAndTxnInOneResponse) {
 
 TEST_F(WatchHubTest, HistoryThenLiveInOrderWithoutRepeats) {
   for (int i = 0; i < 20; i++) {
-    ASSERT_TRUE(store_->Put(P("k" + std::to_string(i % 3), std::to_string(i)))
-                    .ok());
+    ASSERT_TRUE(
+        store_->Put(P("k" + std::to_string(i % 3), std::to_string(i))).ok());
   }  // revisions 2..21
   FakeSink sink;
   hub_->Add(&sink, 1, Key("k", "l", 5), nullptr);
   for (int i = 20; i < 30; i++) {
-    ASSERT_TRUE(store_->Put(P("k" + std::to_string(i % 3), std::to_string(i)))
-                    .ok());
+    ASSERT_TRUE(
+        store_->Put(P("k" + std::to_string(i % 3), std::to_string(i))).ok());
   }  // 22..31
   auto got = sink.WaitFor([](auto& g) { return EventCount(g) >= 27; });
   std::vector<std::string> want;
@@ -184,8 +184,8 @@ TEST_F(WatchHubTest, CompactedStartIsCanceled) {
   FakeSink ok;
   hub_->Add(&ok, 4, Key("k", "", 4), nullptr);
   auto got2 = ok.WaitFor([](auto& g) { return EventCount(g) == 3; });
-  EXPECT_EQ(Flat(got2), (std::vector<std::string>{"P k=v@4", "P k=v@5",
-                                                   "P k=v@6"}));
+  EXPECT_EQ(Flat(got2),
+            (std::vector<std::string>{"P k=v@4", "P k=v@5", "P k=v@6"}));
 }
 
 TEST_F(WatchHubTest, FiltersPrevKvAndFromKey) {
@@ -298,7 +298,7 @@ TEST(WatchHubProgressTest, NotifiesIdleSyncedWatchers) {
   WatchSpec s = Key("k");
   s.progress_notify = true;
   hub.Add(&sink, 5, s, nullptr);
-  hub.Add(&sink, 6, Key("k"), nullptr);  // did not ask
+  hub.Add(&sink, 6, Key("k"), nullptr);       // did not ask
   ASSERT_TRUE(store->Put(P("x", "v")).ok());  // 2
   auto got = sink.WaitFor([](auto& g) {
     for (auto& r : g) {
@@ -316,7 +316,8 @@ TEST(WatchHubRestoreTest, RestoreCatchesUpFromTheNewHistory) {
   TempDir dir;
   auto src = OpenStore(dir.Sub("src"));
   auto dst = OpenStore(dir.Sub("dst"));
-  for (int i = 0; i < 5; i++) ASSERT_TRUE(src->Put(P("k", std::to_string(i))).ok());
+  for (int i = 0; i < 5; i++)
+    ASSERT_TRUE(src->Put(P("k", std::to_string(i))).ok());
   ASSERT_TRUE(dst->Put(P("k", "0")).ok());  // 2, as in src
   ASSERT_TRUE(src->ExportSnapshot(dir.Sub("snap")).ok());
   WatchHub hub(dst.get(), WatchHubOptions{});
@@ -325,7 +326,7 @@ TEST(WatchHubRestoreTest, RestoreCatchesUpFromTheNewHistory) {
   ASSERT_TRUE(dst->RestoreSnapshot(dir.Sub("snap")).ok());
   auto got = sink.WaitFor([](auto& g) { return EventCount(g) == 4; });
   EXPECT_EQ(Flat(got), (std::vector<std::string>{"P k=1@3", "P k=2@4",
-                                                  "P k=3@5", "P k=4@6"}));
+                                                 "P k=3@5", "P k=4@6"}));
   ASSERT_TRUE(dst->Put(P("k", "5")).ok());
   got = sink.WaitFor([](auto& g) { return EventCount(g) == 5; });
   EXPECT_EQ(Flat(got).back(), "P k=5@7");

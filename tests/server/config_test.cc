@@ -81,5 +81,21 @@ TEST(ConfigTest, UrlParsing) {
   EXPECT_FALSE(ParseUrl("ftp://host:1").ok());
 }
 
+TEST(ConfigTest, WatchProgressNotifyIntervalIsAGoDuration) {
+  EXPECT_EQ(ParseGoDurationMs("10m").value(), 600000);
+  EXPECT_EQ(ParseGoDurationMs("1m30s").value(), 90000);
+  EXPECT_EQ(ParseGoDurationMs("1.5s").value(), 1500);
+  EXPECT_EQ(ParseGoDurationMs("200ms").value(), 200);
+  EXPECT_EQ(ParseGoDurationMs("0").value(), 0);
+  EXPECT_FALSE(ParseGoDurationMs("10").ok());
+  EXPECT_FALSE(ParseGoDurationMs("5x").ok());
+  EXPECT_FALSE(ParseGoDurationMs("").ok());
+  auto c = Parse({"--experimental-watch-progress-notify-interval", "250ms"});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->watch_progress_notify_interval_ms, 250);
+  EXPECT_FALSE(
+      Parse({"--experimental-watch-progress-notify-interval", "soon"}).ok());
+}
+
 }  // namespace
 }  // namespace keel::server

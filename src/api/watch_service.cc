@@ -1,0 +1,432 @@
+#include "api/watch_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <deque>
+#include <map>
+#include <string_view>
+
+#include "api/errors.h"
+#include "mvcc/watch_hub.h"
+
+namespace keel::api {
+
+namespace {
+
+// A stream's outgoing queue above either limit takes no more events (its
+// watchers fall behind and catch up from the store later).
+constexpr size_t kMaxQueueBytes = 4 << 20;
+constexpr size_t kMaxQueueResponses = 16384;
+
+void ToPb(const mvcc::KeyValue& kv, mvccpb::KeyValue* out) {
+  out->set_key(kv.key);
+  out->set_create_revision(kv.create_revision);
+  out->set_mod_revision(kv.mod_revision);
+  out->set_version(kv.version);
+  out->set_value(kv.value);
+  out->set_lease(kv.lease);
+}
+
+}  // namespace
+
+class WatchStream final
+    : public grpc::ServerBidiReactor<etcdserverpb::WatchRequest,
+                                     etcdserverpb::WatchResponse>,
+      public mvcc::WatchSink {
+ public:
+  WatchStream(WatchService* svc, server::Server* s)
+      : svc_(svc), s_(s), hub_(s->watch_hub()) {}
+
+  void Begin() { StartRead(&req_); }
+
+  // Ends the stream with `status` and unregisters its watchers.
+  void Stop(const grpc::Status& status) {
+    std::vector<uint64_t> handles;
+    {
+      std::lock_guard l(mu_);
+      if (finishing_) return;
+      finishing_ = true;
+      finish_status_ = status;
+      for (auto& [id, w] : ids_) {
+        if (w.handle != 0) handles.push_back(w.handle);
+      }
+      ids_.clear();
+      // Keep only the response being written (its buffer is in use).
+      while (queue_.size() > (writing_ ? 1 : 0)) {
+        queue_.pop_back();
+        sizes_.pop_back();
+      }
+      MaybeFinishLocked();
+    }
+    for (uint64_t h : handles) hub_->Remove(h);
+  }
+
+  // ---- reactions ----
+
+  void OnReadDone(bool ok) override {
+    // !ok: the client half-closed (or is gone). As etcd, a half-closed
+    // stream keeps its watchers until the call ends.
+    if (!ok) return;
+    Handle(req_);
+    std::lock_guard l(mu_);
+    if (!finishing_) StartRead(&req_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool wake = false;
+    {
+      std::lock_guard l(mu_);
+      queued_bytes_ -= sizes_.front();
+      queue_.pop_front();
+      sizes_.pop_front();
+      writing_ = false;
+      if (ok && !finishing_) {
+        if (!queue_.empty()) {
+          writing_ = true;
+          StartWrite(&queue_.front());
+        }
+        if (blocked_ && RoomLocked()) {
+          blocked_ = false;
+          wake = true;
+        }
+      } else if (finishing_) {
+        MaybeFinishLocked();
+      }
+    }
+    if (!ok) {
+      Stop(grpc::Status(grpc::StatusCode::CANCELLED, "watch stream broken"));
+    }
+    if (wake) hub_->Wake();
+  }
+
+  void OnCancel() override {
+    Stop(grpc::Status(grpc::StatusCode::CANCELLED, "context canceled"));
+  }
+
+  void OnDone() override {
+    // Every reaction has run: no create can be half-way. Make sure the hub
+    // holds nothing of ours, then go.
+    std::vector<uint64_t> handles;
+    {
+      std::lock_guard l(mu_);
+      for (auto& [id, w] : ids_) {
+        if (w.handle != 0) handles.push_back(w.handle);
+      }
+      ids_.clear();
+    }
+    for (uint64_t h : handles) hub_->Remove(h);
+    svc_->Forget(this);
+    delete this;
+  }
+
+  // ---- mvcc::WatchSink (hub lock held) ----
+
+  bool HasRoom() override {
+    std::lock_guard l(mu_);
+    if (finishing_) return true;  // takes (and drops) anything
+    if (!RoomLocked()) {
+      blocked_ = true;
+      return false;
+    }
+    return true;
+  }
+
+  bool SendEvents(int64_t watch_id, int64_t header_rev,
+                  std::vector<mvcc::Event> events) override {
+    std::lock_guard l(mu_);
+    if (finishing_) return true;
+    if (!RoomLocked()) {
+      blocked_ = true;
+      return false;
+    }
+    etcdserverpb::WatchResponse r;
+    s_->FillHeader(r.mutable_header(), header_rev);
+    r.set_watch_id(watch_id);
+    for (mvcc::Event& e : events) {
+      mvccpb::Event* pe = r.add_events();
+      if (e.type == mvcc::Event::Type::kDelete) {
+        pe->set_type(mvccpb::Event::DELETE);
+        pe->mutable_kv()->set_key(std::move(e.kv.key));
+        pe->mutable_kv()->set_mod_revision(e.kv.mod_revision);
+      } else {
+        pe->set_type(mvccpb::Event::PUT);
+        ToPb(e.kv, pe->mutable_kv());
+      }
+      // As etcd: a create event carries no prev_kv.
+      const bool create =
+          e.type == mvcc::Event::Type::kPut && e.kv.version == 1;
+      if (e.prev_kv.has_value() && !create) {
+        ToPb(*e.prev_kv, pe->mutable_prev_kv());
+      }
+    }
+    auto it = ids_.find(watch_id);
+    const bool fragment = it != ids_.end() && it->second.fragment;
+    if (fragment) {
+      SendFragmentsLocked(std::move(r));
+    } else {
+      EnqueueLocked(std::move(r));
+    }
+    return true;
+  }
+
+  void SendCompacted(int64_t watch_id, int64_t compact_rev) override {
+    std::lock_guard l(mu_);
+    ids_.erase(watch_id);
+    etcdserverpb::WatchResponse r;
+    // etcd's compaction response has no revision in its header.
+    s_->FillHeader(r.mutable_header(), 0);
+    r.set_watch_id(watch_id);
+    r.set_compact_revision(compact_rev);
+    r.set_canceled(true);
+    EnqueueLocked(std::move(r));
+  }
+
+  void SendProgress(int64_t watch_id, int64_t rev) override {
+    std::lock_guard l(mu_);
+    etcdserverpb::WatchResponse r;
+    s_->FillHeader(r.mutable_header(), rev);
+    r.set_watch_id(watch_id);
+    EnqueueLocked(std::move(r));
+  }
+
+ private:
+  struct WatchState {
+    uint64_t handle = 0;  // 0 while being created
+    bool fragment = false;
+  };
+
+  void Handle(const etcdserverpb::WatchRequest& req) {
+    switch (req.request_union_case()) {
+      case etcdserverpb::WatchRequest::kCreateRequest:
+        Create(req.create_request());
+        break;
+      case etcdserverpb::WatchRequest::kCancelRequest:
+        Cancel(req.cancel_request().watch_id());
+        break;
+      case etcdserverpb::WatchRequest::kProgressRequest:
+        Progress();
+        break;
+      default:
+        break;  // etcd ignores an empty request
+    }
+  }
+
+  void Create(const etcdserverpb::WatchCreateRequest& c) {
+    mvcc::WatchSpec spec;
+    // As etcd: an empty key is the smallest key, "\0".
+    spec.key = c.key().empty() ? std::string(1, '\0') : c.key();
+    spec.range_end = c.range_end();
+    spec.start_rev = c.start_revision();
+    for (int f : c.filters()) {
+      if (f == etcdserverpb::WatchCreateRequest::NOPUT) spec.no_put = true;
+      if (f == etcdserverpb::WatchCreateRequest::NODELETE) {
+        spec.no_delete = true;
+      }
+    }
+    spec.prev_kv = c.prev_kv();
+    spec.progress_notify = c.progress_notify();
+
+    const bool from_key = spec.range_end.size() == 1 && spec.range_end[0] == 0;
+    std::string err;
+    int64_t id = c.watch_id();
+    {
+      std::lock_guard l(mu_);
+      if (finishing_) return;
+      if (!spec.range_end.empty() && !from_key && spec.key >= spec.range_end) {
+        err = "mvcc: watcher range is empty";
+      } else if (id != 0 && ids_.count(id)) {
+        err = "mvcc: duplicate watch ID provided on the WatchStream";
+      } else {
+        if (id == 0) {  // etcd's AutoWatchID: the lowest free id from 0 on
+          while (ids_.count(next_id_)) next_id_++;
+          id = next_id_++;
+        }
+        ids_[id] = WatchState{0, c.fragment()};
+      }
+    }
+    if (!err.empty()) {
+      etcdserverpb::WatchResponse r;
+      hub_->WithProgressRevision(
+          {}, [&](int64_t rev) { s_->FillHeader(r.mutable_header(), rev); });
+      r.set_watch_id(-1);
+      r.set_created(true);
+      r.set_canceled(true);
+      r.set_cancel_reason(err);
+      std::lock_guard l(mu_);
+      EnqueueLocked(std::move(r));
+      return;
+    }
+    const uint64_t handle = hub_->Add(this, id, spec, [&](int64_t rev) {
+      etcdserverpb::WatchResponse r;
+      s_->FillHeader(r.mutable_header(), rev);
+      r.set_watch_id(id);
+      r.set_created(true);
+      std::lock_guard l(mu_);
+      EnqueueLocked(std::move(r));
+    });
+    bool orphan = false;
+    {
+      std::lock_guard l(mu_);
+      auto it = ids_.find(id);
+      if (it != ids_.end() && !finishing_) {
+        it->second.handle = handle;
+      } else {
+        // Compacted already (the id is free again), or the stream ended.
+        orphan = true;
+      }
+    }
+    if (orphan) hub_->Remove(handle);
+  }
+
+  void Cancel(int64_t id) {
+    uint64_t handle = 0;
+    {
+      std::lock_guard l(mu_);
+      auto it = ids_.find(id);
+      if (it == ids_.end()) return;  // etcd 3.4 answers nothing
+      handle = it->second.handle;
+      ids_.erase(it);
+    }
+    if (!hub_->Remove(handle)) return;  // compacted meanwhile: answered
+    etcdserverpb::WatchResponse r;
+    hub_->WithProgressRevision(
+        {}, [&](int64_t rev) { s_->FillHeader(r.mutable_header(), rev); });
+    r.set_watch_id(id);
+    r.set_canceled(true);
+    std::lock_guard l(mu_);
+    EnqueueLocked(std::move(r));
+  }
+
+  void Progress() {
+    std::vector<uint64_t> handles;
+    {
+      std::lock_guard l(mu_);
+      for (auto& [id, w] : ids_) handles.push_back(w.handle);
+    }
+    // Under the hub's lock, so the response follows every event it
+    // covers in the queue.
+    hub_->WithProgressRevision(handles, [&](int64_t rev) {
+      etcdserverpb::WatchResponse r;
+      s_->FillHeader(r.mutable_header(), rev);
+      r.set_watch_id(-1);  // etcd 3.4: not tied to a watcher
+      std::lock_guard l(mu_);
+      EnqueueLocked(std::move(r));
+    });
+  }
+
+  bool RoomLocked() const {
+    return queued_bytes_ < kMaxQueueBytes && queue_.size() < kMaxQueueResponses;
+  }
+
+  void EnqueueLocked(etcdserverpb::WatchResponse r) {
+    if (finishing_) return;
+    const size_t bytes = r.ByteSizeLong();
+    queue_.push_back(std::move(r));
+    sizes_.push_back(bytes);
+    queued_bytes_ += bytes;
+    if (!writing_) {
+      writing_ = true;
+      StartWrite(&queue_.front());
+    }
+  }
+
+  // etcd's sendFragments: a response of at least the limit with more than
+  // one event goes out in parts, each but the last with fragment set, each
+  // as large as fits (at least one event). etcd's limit is
+  // --max-request-bytes plus its gRPC overhead allowance (512 KiB).
+  void SendFragmentsLocked(etcdserverpb::WatchResponse r) {
+    constexpr size_t kGrpcOverheadBytes = 512 * 1024;
+    const size_t max = s_->config().max_request_bytes + kGrpcOverheadBytes;
+    if (r.ByteSizeLong() < max || r.events_size() < 2) {
+      EnqueueLocked(std::move(r));
+      return;
+    }
+    etcdserverpb::WatchResponse base = r;
+    base.clear_events();
+    base.set_fragment(true);
+    int idx = 0;
+    while (true) {
+      etcdserverpb::WatchResponse cur = base;
+      for (; idx < r.events_size(); idx++) {
+        *cur.add_events() = r.events(idx);
+        if (cur.events_size() > 1 && cur.ByteSizeLong() >= max) {
+          cur.mutable_events()->RemoveLast();
+          break;
+        }
+      }
+      const bool last = idx == r.events_size();
+      if (last) cur.set_fragment(false);
+      EnqueueLocked(std::move(cur));
+      if (last) break;
+    }
+  }
+
+  void MaybeFinishLocked() {
+    if (finishing_ && !writing_ && !finish_called_) {
+      finish_called_ = true;
+      Finish(finish_status_);
+    }
+  }
+
+  WatchService* const svc_;
+  server::Server* const s_;
+  mvcc::WatchHub* const hub_;
+  etcdserverpb::WatchRequest req_;  // the read in flight
+
+  std::mutex mu_;
+  std::map<int64_t, WatchState> ids_;
+  int64_t next_id_ = 0;
+  // Responses to send; the front one is being written when writing_.
+  std::deque<etcdserverpb::WatchResponse> queue_;
+  std::deque<size_t> sizes_;
+  size_t queued_bytes_ = 0;
+  bool writing_ = false;
+  bool blocked_ = false;  // refused the hub: wake it when there is room
+  bool finishing_ = false;
+  bool finish_called_ = false;
+  grpc::Status finish_status_;
+};
+
+WatchService::~WatchService() { Shutdown(); }
+
+grpc::ServerBidiReactor<etcdserverpb::WatchRequest,
+                        etcdserverpb::WatchResponse>*
+WatchService::Watch(grpc::CallbackServerContext* ctx) {
+  auto* s = new WatchStream(this, s_);
+  bool refuse = false;
+  {
+    std::lock_guard l(mu_);
+    refuse = shutdown_;
+    streams_.insert(s);
+  }
+  auto it = ctx->client_metadata().find("hasleader");
+  const bool need_leader =
+      it != ctx->client_metadata().end() &&
+      std::string_view(it->second.data(), it->second.size()) == "true";
+  if (refuse) {
+    s->Stop(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                         "etcdserver: server stopped"));
+  } else if (need_leader && !s_->HasLeader()) {
+    s->Stop(kErrNoLeader.ToStatus());
+  } else {
+    s->Begin();
+  }
+  return s;
+}
+
+void WatchService::Shutdown() {
+  std::lock_guard l(mu_);
+  shutdown_ = true;
+  // Clients retry an unavailable member elsewhere, resuming their watches.
+  for (WatchStream* s : streams_) {
+    s->Stop(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                         "etcdserver: server stopped"));
+  }
+}
+
+void WatchService::Forget(WatchStream* s) {
+  std::lock_guard l(mu_);
+  streams_.erase(s);
+}
+
+}  // namespace keel::api
