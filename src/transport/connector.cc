@@ -29,6 +29,7 @@ void Connector::Cancel() {
   asio::error_code ignored;
   resolver_.cancel();
   socket_.close(ignored);
+  if (stream_) stream_->close(ignored);
   timer_.cancel();
 }
 
@@ -37,12 +38,14 @@ void Connector::Finish(Status s) {
   finished_ = true;
   timer_.cancel();
   resolver_.cancel();
+  asio::error_code ignored;
   if (!s.ok()) {
-    asio::error_code ignored;
     socket_.close(ignored);
+    if (stream_) stream_->close(ignored);
   }
+  if (!stream_) stream_.emplace(std::move(socket_));
   Done done = std::move(done_);
-  if (done) done(std::move(s), std::move(socket_));
+  if (done) done(std::move(s), std::move(*stream_));
 }
 
 void Connector::Fail(const char* what, const asio::error_code& ec) {
@@ -56,6 +59,15 @@ void Connector::Run() {
     // Report asynchronously so the caller's state is settled first.
     asio::post(ctx_->io(), [self = shared_from_this(), s = hp.status()] {
       self->Finish(s);
+    });
+    return;
+  }
+  host_ = hp->host;
+  tls_ = hp->tls;
+  if (tls_ && ctx_->tls() == nullptr) {
+    asio::post(ctx_->io(), [self = shared_from_this()] {
+      self->Finish(Status::FailedPrecondition("https peer URL " + self->url_ +
+                                              " without TLS settings"));
     });
     return;
   }
@@ -88,16 +100,45 @@ void Connector::OnResolved(tcp::resolver::results_type results) {
 
 void Connector::OnConnected() {
   TuneSocket(socket_);
+  if (!tls_) {
+    stream_.emplace(std::move(socket_));
+    SendHello();
+    return;
+  }
+  TlsContext* tls = ctx_->tls();
+  stream_.emplace(std::move(socket_), tls->client());
+  Status s = tls->SetExpectedHost(stream_->tls()->native_handle(), host_);
+  if (!s.ok()) return Finish(s);
+  stream_->tls()->async_handshake(
+      asio::ssl::stream_base::client,
+      [self = shared_from_this()](asio::error_code ec) {
+        if (self->finished_) return;
+        if (ec) return self->Fail("TLS handshake with", ec);
+        self->OnTlsHandshake();
+      });
+}
+
+void Connector::OnTlsHandshake() {
+  Status s = ctx_->tls()->CheckPeer(stream_->tls()->native_handle(),
+                                    /*server_side=*/false);
+  if (!s.ok()) {
+    return Finish(Status::FailedPrecondition(
+        fmt::format("TLS handshake with {}: {}", url_, s.message())));
+  }
+  SendHello();
+}
+
+void Connector::SendHello() {
   EncodeHello(hello_, &out_);
   in_.resize(kHelloAckSize);
   // The listener answers only after reading the whole Hello, so the read
   // can be started at once.
-  asio::async_write(socket_, asio::buffer(out_),
+  asio::async_write(*stream_, asio::buffer(out_),
                     [self = shared_from_this()](asio::error_code ec, size_t) {
                       if (self->finished_) return;
                       if (ec) self->Fail("handshake with", ec);
                     });
-  asio::async_read(socket_, asio::buffer(in_),
+  asio::async_read(*stream_, asio::buffer(in_),
                    [self = shared_from_this()](asio::error_code ec, size_t) {
                      if (self->finished_) return;
                      if (ec) return self->Fail("handshake with", ec);

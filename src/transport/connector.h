@@ -1,5 +1,6 @@
 // Connector: dials one peer URL and performs the dialler's half of the
-// handshake (send Hello, read and check HelloAck), within opts.dial_timeout.
+// handshake (for https://, the TLS handshake and etcd's certificate checks;
+// then send Hello, read and check HelloAck), within opts.dial_timeout.
 //
 // done(status, socket) runs exactly once on the io thread unless Cancel()
 // was called first; on success the socket is ready for frames. A refusal by
@@ -10,6 +11,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "transport/context.h"
@@ -19,7 +21,7 @@ namespace keel::transport {
 
 class Connector : public std::enable_shared_from_this<Connector> {
  public:
-  using Done = std::function<void(Status, asio::ip::tcp::socket)>;
+  using Done = std::function<void(Status, Stream)>;
 
   static std::shared_ptr<Connector> Start(Context* ctx, std::string url,
                                           Hello hello, Done done);
@@ -32,6 +34,8 @@ class Connector : public std::enable_shared_from_this<Connector> {
   void Run();
   void OnResolved(asio::ip::tcp::resolver::results_type results);
   void OnConnected();
+  void OnTlsHandshake();
+  void SendHello();
   void OnAck();
   // A failed step: `what` names it in the error.
   void Fail(const char* what, const asio::error_code& ec);
@@ -42,7 +46,10 @@ class Connector : public std::enable_shared_from_this<Connector> {
   const Hello hello_;
   Done done_;
   asio::ip::tcp::resolver resolver_;
-  asio::ip::tcp::socket socket_;
+  asio::ip::tcp::socket socket_;  // until connected
+  std::optional<Stream> stream_;  // once connected
+  std::string host_;
+  bool tls_ = false;
   asio::steady_timer timer_;
   std::string out_;
   std::string in_;

@@ -35,6 +35,13 @@ Context::Context(Options opts, Handler* handler, SnapshotStore* store)
   KEEL_CHECK(store_ != nullptr);
 }
 
+Status Context::InitTls() {
+  auto t = TlsContext::Create(opts_.tls);
+  if (!t.ok()) return t.status();
+  tls_ = std::move(t).value();
+  return Status::OK();
+}
+
 void Context::Deliver(raft::Message m) {
   if (!stopping()) handler_->OnMessage(std::move(m));
 }

@@ -16,6 +16,7 @@
 
 #include "common/rng.h"
 #include "transport/thread_annotations.h"
+#include "transport/tls.h"
 #include "transport/transport.h"
 
 namespace keel::transport {
@@ -40,6 +41,12 @@ class StatsRegistry {
 class Context {
  public:
   Context(Options opts, Handler* handler, SnapshotStore* store);
+  // Builds the TLS contexts from opts().tls (files read now); once, before
+  // any connection. Without a certificate, only dialling https works (with
+  // the system's roots, no client certificate).
+  Status InitTls();
+  // nullptr before InitTls().
+  TlsContext* tls() const { return tls_.get(); }
 
   const Options& opts() const { return opts_; }
   asio::io_context& io() { return io_; }
@@ -80,6 +87,7 @@ class Context {
   Handler* const handler_;
   SnapshotStore* const store_;
   std::atomic<bool> stopping_{false};
+  std::shared_ptr<TlsContext> tls_;  // set once by InitTls()
   StatsRegistry stats_;
   SeededRng rng_;                                           // io thread only
   std::map<uint64_t, std::weak_ptr<InboundConn>> inbound_;  // io thread only

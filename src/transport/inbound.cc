@@ -9,20 +9,30 @@ namespace keel::transport {
 
 using asio::ip::tcp;
 
-InboundConn::InboundConn(Context* ctx, tcp::socket socket, uint64_t conn_id)
+namespace {
+
+Stream MakeStream(Context* ctx, tcp::socket s, bool tls) {
+  if (tls) return Stream(std::move(s), ctx->tls()->server());
+  return Stream(std::move(s));
+}
+
+}  // namespace
+
+InboundConn::InboundConn(Context* ctx, tcp::socket socket, uint64_t conn_id,
+                         bool tls)
     : ctx_(ctx),
-      socket_(std::move(socket)),
+      socket_(MakeStream(ctx, std::move(socket), tls)),
       conn_id_(conn_id),
       hello_timer_(ctx->io()) {
   asio::error_code ec;
-  auto ep = socket_.remote_endpoint(ec);
+  auto ep = socket_.socket().remote_endpoint(ec);
   remote_ =
       ec ? "?" : ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
 void InboundConn::Start() {
   ctx_->inbound()[conn_id_] = weak_from_this();
-  TuneSocket(socket_);
+  TuneSocket(socket_.socket());
   // Until the Hello is read, a connection gets no more than its 41 bytes
   // and dial_timeout.
   hello_timer_.expires_after(ctx_->opts().dial_timeout);
@@ -30,6 +40,29 @@ void InboundConn::Start() {
     if (ec || self->accepted_ || self->closed_) return;
     self->Drop("no handshake in time");
   });
+  if (socket_.tls() == nullptr) {
+    ReadHello();
+    return;
+  }
+  socket_.tls()->async_handshake(
+      asio::ssl::stream_base::server,
+      [self = shared_from_this()](asio::error_code ec) {
+        if (self->closed_) return;
+        if (ec) {
+          self->Drop("TLS handshake: " + ec.message());
+          return;
+        }
+        Status s = self->ctx_->tls()->CheckPeer(
+            self->socket_.tls()->native_handle(), /*server_side=*/true);
+        if (!s.ok()) {
+          self->Drop("rejected peer certificate: " + s.message());
+          return;
+        }
+        self->ReadHello();
+      });
+}
+
+void InboundConn::ReadHello() {
   hello_buf_.resize(kHelloSize);
   asio::async_read(socket_, asio::buffer(hello_buf_),
                    [self = shared_from_this()](asio::error_code ec, size_t) {

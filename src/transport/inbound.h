@@ -1,4 +1,6 @@
-// InboundConn: one accepted connection. Reads and checks the Hello (protocol
+// InboundConn: one accepted connection. On a TLS listener, first the TLS
+// handshake and etcd's certificate checks (CRL, allowed CN and hostname).
+// Then reads and checks the Hello (protocol
 // version, cluster id, our member id), answers with a HelloAck, then either
 //  - message stream: decodes kMsg frames and hands each message to the
 //    Handler, answers kPing with kPong; or
@@ -28,7 +30,9 @@ namespace keel::transport {
 
 class InboundConn : public std::enable_shared_from_this<InboundConn> {
  public:
-  InboundConn(Context* ctx, asio::ip::tcp::socket socket, uint64_t conn_id);
+  // tls: the listener is https (ctx->tls() is set).
+  InboundConn(Context* ctx, asio::ip::tcp::socket socket, uint64_t conn_id,
+              bool tls);
 
   // Registers in ctx->inbound() and reads the Hello.
   void Start();
@@ -38,6 +42,7 @@ class InboundConn : public std::enable_shared_from_this<InboundConn> {
  private:
   enum class SnapState { kHeader, kChunks, kDone };
 
+  void ReadHello();
   void OnHello();
   // Drops the connection if nothing arrived for opts.peer_timeout while we
   // were waiting for bytes.
@@ -61,7 +66,7 @@ class InboundConn : public std::enable_shared_from_this<InboundConn> {
   bool CheckAddressing(const raft::Message& m);
 
   Context* const ctx_;
-  asio::ip::tcp::socket socket_;
+  Stream socket_;
   const uint64_t conn_id_;
   std::string remote_;              // "ip:port", for logs
   asio::steady_timer hello_timer_;  // handshake deadline, then silence

@@ -114,7 +114,7 @@ void Peer::Dial() {
   connector_ =
       Connector::Start(ctx_, url, hello,
                        [self = shared_from_this(), gen = generation_, url](
-                           Status s, tcp::socket sock) {
+                           Status s, Stream sock) {
                          if (gen != self->generation_) return;
                          self->OnDialed(std::move(s), std::move(sock), url);
                        });
@@ -133,7 +133,7 @@ size_t Peer::MarkDown() {
   return n;
 }
 
-void Peer::OnDialed(Status s, tcp::socket socket, const std::string& url) {
+void Peer::OnDialed(Status s, Stream socket, const std::string& url) {
   connector_.reset();
   if (!s.ok()) {
     Fail(s.ToString());

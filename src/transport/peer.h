@@ -66,7 +66,7 @@ class Peer : public std::enable_shared_from_this<Peer> {
   // io thread; called without mu_.
   void OnKick();
   void Dial();
-  void OnDialed(Status s, asio::ip::tcp::socket socket, const std::string& url);
+  void OnDialed(Status s, Stream socket, const std::string& url);
   // Tears the connection (or attempt) down, drops what was queued or in
   // flight, reports OnUnreachable if anything was lost, schedules a redial.
   void Fail(const std::string& reason);
@@ -100,7 +100,7 @@ class Peer : public std::enable_shared_from_this<Peer> {
   // connection's operations recognise themselves as stale.
   uint64_t generation_ = 0;
   std::shared_ptr<Connector> connector_;
-  std::optional<asio::ip::tcp::socket> socket_;
+  std::optional<Stream> socket_;
   std::string connected_url_;
   asio::steady_timer redial_timer_;
   asio::steady_timer ping_timer_;

@@ -68,12 +68,12 @@ void SnapshotSender::Opened(Result<std::unique_ptr<ByteSource>> source) {
   hello.to = to_;
   connector_ =
       Connector::Start(ctx_, url_, hello,
-                       [self = shared_from_this()](Status s, tcp::socket sock) {
+                       [self = shared_from_this()](Status s, Stream sock) {
                          self->Connected(std::move(s), std::move(sock));
                        });
 }
 
-void SnapshotSender::Connected(Status s, tcp::socket socket) {
+void SnapshotSender::Connected(Status s, Stream socket) {
   connector_.reset();
   if (finished_) return;
   if (!s.ok()) {

@@ -40,7 +40,7 @@ class SnapshotSender : public std::enable_shared_from_this<SnapshotSender> {
 
  private:
   void Opened(Result<std::unique_ptr<ByteSource>> source);
-  void Connected(Status s, asio::ip::tcp::socket socket);
+  void Connected(Status s, Stream socket);
   void ReadChunk();
   void ChunkRead(Result<std::string> frame);
   void Write(std::string frame, bool last);
@@ -58,7 +58,7 @@ class SnapshotSender : public std::enable_shared_from_this<SnapshotSender> {
   // task holds a reference, so it never outlives its user.
   std::shared_ptr<ByteSource> source_;
   std::shared_ptr<Connector> connector_;
-  std::optional<asio::ip::tcp::socket> socket_;
+  std::optional<Stream> socket_;
   asio::steady_timer idle_timer_;
   std::string out_;
   bool end_sent_ = false;

@@ -57,8 +57,9 @@ class Transport::Impl {
   void Accept();
   void CloseAll();
 
-  Context ctx_;             // first: everything below uses its io_context
-  tcp::acceptor acceptor_;  // io thread once started
+  Context ctx_;              // first: everything below uses its io_context
+  tcp::acceptor acceptor_;   // io thread once started
+  bool listen_tls_ = false;  // set by Listen()
   asio::steady_timer accept_pause_;  // io thread
   std::thread io_thread_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>>
@@ -90,6 +91,12 @@ Status Transport::Impl::Listen() {
   const Options& o = ctx_.opts();
   auto hp = ParseUrl(o.listen_url);
   if (!hp.ok()) return hp.status();
+  KEEL_RETURN_IF_ERROR(ctx_.InitTls());
+  if (hp->tls && !o.tls.enabled()) {
+    return Status::InvalidArgument("transport: listen URL " + o.listen_url +
+                                   " is https but no certificate is given");
+  }
+  listen_tls_ = hp->tls;
   asio::error_code ec;
   tcp::resolver resolver(ctx_.io());
   auto results = resolver.resolve(hp->host, hp->port, ec);
@@ -152,7 +159,8 @@ void Transport::Impl::Accept() {
       });
       return;
     }
-    std::make_shared<InboundConn>(&ctx_, std::move(socket), next_conn_id_++)
+    std::make_shared<InboundConn>(&ctx_, std::move(socket), next_conn_id_++,
+                                  listen_tls_)
         ->Start();
     Accept();
   });

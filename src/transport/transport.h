@@ -54,6 +54,7 @@
 #include "common/status.h"
 #include "raft/types.h"
 #include "transport/byte_stream.h"
+#include "transport/tls_options.h"
 
 namespace keel::transport {
 
@@ -111,6 +112,9 @@ struct Options {
   // Where peers reach us: "http://127.0.0.1:2380" or "127.0.0.1:2380";
   // port 0 picks a free port (see Transport::port()).
   std::string listen_url;
+  // TLS: the listener uses it when listen_url is https://, the dialer for
+  // every https:// peer URL (with cert_file as its client certificate).
+  TlsOptions tls;
 
   // Like etcd's 4096-message send buffer; a full queue drops.
   size_t max_queued_msgs_per_peer = 4096;

@@ -171,11 +171,12 @@ FrameDecoder::State FrameDecoder::Next(Frame* f, std::string* error) {
 
 Result<HostPort> ParseUrl(std::string_view url) {
   std::string_view rest = url;
+  bool tls = false;
   if (rest.starts_with("http://")) {
     rest.remove_prefix(7);
   } else if (rest.starts_with("https://")) {
-    return Status::InvalidArgument("https peer URLs are not supported yet: " +
-                                   std::string(url));
+    rest.remove_prefix(8);
+    tls = true;
   } else if (rest.find("://") != std::string_view::npos) {
     return Status::InvalidArgument("unknown URL scheme: " + std::string(url));
   }
@@ -183,6 +184,7 @@ Result<HostPort> ParseUrl(std::string_view url) {
     rest = rest.substr(0, slash);
   }
   HostPort hp;
+  hp.tls = tls;
   size_t colon;
   if (rest.starts_with("[")) {
     size_t close = rest.find(']');

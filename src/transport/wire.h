@@ -117,8 +117,9 @@ class FrameDecoder {
 struct HostPort {
   std::string host;
   std::string port;
+  bool tls = false;  // https://
 };
-// "http://host:port", "https://..." (no TLS yet: refused), "host:port",
+// "http://host:port", "https://host:port" (TLS), "host:port",
 // "[::1]:2380". A path ("http://h:1/x") is ignored, as etcd does.
 Result<HostPort> ParseUrl(std::string_view url);
 

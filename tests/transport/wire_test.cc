@@ -135,7 +135,10 @@ TEST(WireTest, ParseUrl) {
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(c->host, "::1");
   EXPECT_FALSE(ParseUrl("http://127.0.0.1").ok());
-  EXPECT_FALSE(ParseUrl("https://127.0.0.1:2380").ok());
+  auto tls_url = ParseUrl("https://127.0.0.1:2380");
+  ASSERT_TRUE(tls_url.ok());
+  EXPECT_TRUE(tls_url->tls);
+  EXPECT_EQ(tls_url->port, "2380");
   EXPECT_FALSE(ParseUrl("unix://x:1").ok());
   EXPECT_FALSE(ParseUrl("h:99999").ok());
   EXPECT_FALSE(ParseUrl("h:2x").ok());
