@@ -64,7 +64,10 @@ Status ClientApi::ServeClientUrls(server::Server* s) {
   lo.on_http2 = [grpc](int fd) { grpc::AddInsecureChannelFromFd(grpc, fd); };
   std::vector<std::pair<std::string, uint16_t>> addrs;
   const auto& urls = s->config().listen_client_urls;
-  for (const auto& u : urls) addrs.emplace_back(u.host, u.port);
+  for (const auto& u : urls) {
+    if (u.scheme != "https") addrs.emplace_back(u.host, u.port);  // https: gRPC's
+  }
+  if (addrs.empty()) return Status::OK();
   auto l = http::Listener::Start(addrs, lo);
   if (!l.ok()) {
     std::string list;
@@ -73,8 +76,13 @@ Status ClientApi::ServeClientUrls(server::Server* s) {
                            " (" + l.status().message() + ")");
   }
   listener_ = std::move(*l);
-  ports_.assign(listener_->ports().begin(), listener_->ports().end());
+  // ports_ is in URL order; the https entries are already set.
+  size_t next = 0;
+  for (size_t i = 0; i < urls.size(); i++) {
+    if (urls[i].scheme != "https") ports_[i] = listener_->ports()[next++];
+  }
   for (const auto& u : urls) {
+    if (u.scheme == "https") continue;
     spdlog::info("serving client traffic (gRPC and HTTP) on {}", u.String());
   }
   return Status::OK();

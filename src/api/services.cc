@@ -6,6 +6,7 @@
 #include <climits>
 #include <string_view>
 
+#include "api/client_tls.h"
 #include "api/errors.h"
 
 namespace keel::api {
@@ -194,15 +195,26 @@ Result<std::unique_ptr<ClientApi>> ClientApi::Start(server::Server* s) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder b;
   const auto& urls = s->config().listen_client_urls;
+  api->ports_.assign(urls.size(), 0);
+  std::shared_ptr<grpc::ServerCredentials> tls;
   for (size_t i = 0; i < urls.size(); i++) {
-    if (urls[i].scheme != "http") {
-      return Status::InvalidArgument("--listen-client-urls " +
-                                     urls[i].String() +
-                                     ": only http:// is supported yet");
+    if (urls[i].scheme != "http" && urls[i].scheme != "https") {
+      return Status::InvalidArgument(
+          "--listen-client-urls " + urls[i].String() +
+          ": only http:// and https:// are supported");
     }
+    if (urls[i].scheme != "https") continue;
+    // https: gRPC listens and terminates TLS itself (client_tls.h says
+    // why); the HTTP/1.1 gateway is served on http:// URLs only.
+    if (!tls) {
+      auto creds = ClientTlsCredentials(s->config());
+      if (!creds.ok()) return creds.status();
+      tls = std::move(creds).value();
+    }
+    b.AddListeningPort(urls[i].HostPort(), tls, &api->ports_[i]);
   }
-  // No listening ports: keel accepts client connections itself and hands
-  // gRPC's to it (ServeClientUrls).
+  // http: keel accepts client connections itself and hands gRPC's to it
+  // (ServeClientUrls).
   // etcd lets a request be this much larger than --max-request-bytes at the
   // gRPC layer, so that its own check answers with its own message.
   constexpr int kGrpcOverheadBytes = 512 * 1024;
@@ -220,6 +232,16 @@ Result<std::unique_ptr<ClientApi>> ClientApi::Start(server::Server* s) {
   if (!api->grpc_) return Status::IOError("cannot start the gRPC server");
   // Election and Lock call this member's own services in-process.
   api->recipes_.Connect(api->grpc_->InProcessChannel(grpc::ChannelArguments()));
+  for (size_t i = 0; i < urls.size(); i++) {
+    if (urls[i].scheme == "https" && api->ports_[i] == 0) {
+      return Status::IOError("cannot listen for client traffic on " +
+                             urls[i].String());
+    }
+    if (urls[i].scheme == "https") {
+      spdlog::info("serving client traffic (gRPC over TLS) on {}",
+                   urls[i].String());
+    }
+  }
   KEEL_RETURN_IF_ERROR(api->ServeClientUrls(s));
   return api;
 }

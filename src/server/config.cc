@@ -203,6 +203,8 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
       "keel: a strongly consistent key-value store that speaks the "
       "etcd v3 API"};
   app.set_version_flag("--version", "keel 0.1.0 (etcd API 3.5)");
+  // Go's flag package (etcd) lets a repeated flag's last value win.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--name", c.name, "Human-readable name for this member.")
       ->envname("ETCD_NAME");
   app.add_option("--data-dir", c.data_dir, "Path to the data directory.")
@@ -273,6 +275,8 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
                  progress_interval,
                  "Duration of periodical watch progress notification.")
       ->envname("ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL");
+  SecurityFlags security_flags;
+  AddSecurityFlags(app, &c.security, &security_flags);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -320,6 +324,8 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
       parse("listen-peer-urls", listen_peer, &c.listen_peer_urls));
   KEEL_RETURN_IF_ERROR(parse("initial-advertise-peer-urls", advertise_peer,
                              &c.initial_advertise_peer_urls));
+  KEEL_RETURN_IF_ERROR(FinishSecurityFlags(security_flags, c.listen_client_urls,
+                                           c.listen_peer_urls, &c.security));
   if (initial_cluster.empty()) {
     // etcd: the cluster of this member alone, under its name.
     c.initial_cluster[c.name] = c.initial_advertise_peer_urls;

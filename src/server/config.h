@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "server/security_config.h"
 
 namespace keel::server {
 
@@ -50,6 +51,7 @@ struct ServerConfig {
   std::string log_level = "info";
   // --experimental-watch-progress-notify-interval (etcd's default 10m).
   int64_t watch_progress_notify_interval_ms = 10 * 60 * 1000;
+  SecurityConfig security;  // TLS and auth (security_config.h)
 
   // Test only (tests/jepsen), keel extensions; never set in production.
   // Network faults for this member's peer messages from a rules file

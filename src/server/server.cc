@@ -13,6 +13,7 @@
 #include "raft/codec.h"
 #include "server/convert.h"
 #include "server/request_checks.h"
+#include "server/tls_setup.h"
 
 namespace keel::server {
 
@@ -359,6 +360,10 @@ Status Server::Start() {
   to.local_id = member_id_;
   to.listen_url = config_.listen_peer_urls[0].String();
   InstallTestHooks(&to);
+  auto peer_tls = MakeTlsOptions(config_, config_.security.peer, "peer",
+                                 config_.listen_peer_urls);
+  if (!peer_tls.ok()) return peer_tls.status();
+  to.tls = std::move(peer_tls).value();
   transport_ = std::make_unique<transport::Transport>(to, this, this);
   {
     std::lock_guard lock(state_mu_);

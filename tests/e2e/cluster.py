@@ -173,11 +173,11 @@ class Member:
 
     @property
     def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{self.cluster.client_scheme}://127.0.0.1:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
-        return f"http://127.0.0.1:{self.peer_port}"
+        return f"{self.cluster.peer_scheme}://127.0.0.1:{self.peer_port}"
 
     @property
     def endpoint(self) -> str:
@@ -202,8 +202,11 @@ class Member:
             argv += ["--heartbeat-interval", str(c.heartbeat_ms)]
         if c.election_ms is not None:
             argv += ["--election-timeout", str(c.election_ms)]
-        for k, v in c.extra_flags.items():
-            argv += [f"--{k}", str(v)]
+        flags = dict(c.extra_flags)
+        if c.member_flags is not None:
+            flags.update(c.member_flags(self))
+        for k, v in flags.items():
+            argv += [f"--{k}", str(v)] if v is not True else [f"--{k}"]
         return argv
 
     def start(self) -> None:
@@ -256,10 +259,10 @@ class Member:
         return text[i:] if i >= 0 else text
 
     def ctl(self, *args: str, **kw) -> CtlResult:
-        return etcdctl(self.endpoint, *args, **kw)
+        return etcdctl(self.endpoint, *self.cluster.ctl_args, *args, **kw)
 
     def ctl_ok(self, *args: str, **kw) -> CtlResult:
-        return ctl_ok(self.endpoint, *args, **kw)
+        return ctl_ok(self.endpoint, *self.cluster.ctl_args, *args, **kw)
 
     def status(self) -> dict:
         """`endpoint status -w json` of this member: the Status object."""
@@ -283,7 +286,8 @@ class Member:
 
     def client(self, timeout: float = 5):
         import etcd3  # Debian's python3-etcd3
-        return etcd3.client(host="127.0.0.1", port=self.client_port, timeout=timeout)
+        return etcd3.client(host="127.0.0.1", port=self.client_port, timeout=timeout,
+                            **self.cluster.client_kw)
 
     def wait_healthy(self, timeout: float = 20) -> None:
         wait_for(self.healthy, timeout, f"{self.name} ({self.endpoint}) to be healthy")
@@ -294,7 +298,13 @@ class Cluster:
                  heartbeat_ms: Optional[int] = HEARTBEAT_MS,
                  election_ms: Optional[int] = ELECTION_MS,
                  log_level: Optional[str] = None,
-                 extra_flags: Optional[dict] = None):
+                 extra_flags: Optional[dict] = None,
+                 client_scheme: str = "http", peer_scheme: str = "http",
+                 member_flags: Optional[Callable[["Member"], dict]] = None,
+                 ctl_args: Iterable[str] = (), client_kw: Optional[dict] = None):
+        """member_flags(member) adds per-member flags (e.g. its certificate);
+        a flag whose value is True is passed alone. ctl_args go to every
+        etcdctl call of Member.ctl (e.g. --cacert); client_kw to etcd3.client."""
         self.target = target
         self.base = Path(base)
         self.base.mkdir(parents=True, exist_ok=True)
@@ -302,6 +312,11 @@ class Cluster:
         self.election_ms = election_ms
         self.log_level = log_level or "info"
         self.extra_flags = dict(extra_flags or {})
+        self.client_scheme = client_scheme
+        self.peer_scheme = peer_scheme
+        self.member_flags = member_flags
+        self.ctl_args = list(ctl_args)
+        self.client_kw = dict(client_kw or {})
         self.token = f"e2e-{os.getpid()}-{id(self):x}"
         self.members = [Member(self, f"m{i}", self.base) for i in range(size)]
         _live_clusters.append(self)

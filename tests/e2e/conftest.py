@@ -127,7 +127,7 @@ class ClusterFactory:
             try:
                 c.start()
             except cl.ProcessExited as e:
-                if size == 1 and not kw.get("extra_flags"):
+                if size == 1 and not kw.get("extra_flags") and not kw.get("member_flags"):
                     _broken[self.target] = str(e).splitlines()[0]
                 raise
         return c
