@@ -10,6 +10,7 @@ packages=(
   librocksdb-dev libssl-dev
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
   etcd-server etcd-client python3-pytest python3-etcd3
+  prometheus python3-prometheus-client
 )
 
 missing=()
