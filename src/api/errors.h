@@ -156,6 +156,10 @@ inline constexpr EtcdError kErrNotSupportedForLearner{
     StatusCode::UNAVAILABLE, "etcdserver: rpc not supported for learner"};
 inline constexpr EtcdError kErrBadLeaderTransferee{
     StatusCode::FAILED_PRECONDITION, "etcdserver: bad leader transferee"};
+// Not in etcd's rpctypes table: its gRPC layer passes it on as Unknown.
+inline constexpr EtcdError kErrTimeoutLeaderTransfer{
+    StatusCode::UNKNOWN,
+    "etcdserver: request timed out, leader transfer took too long"};
 
 // Downgrades (etcd 3.5 and later).
 inline constexpr EtcdError kErrClusterVersionUnavailable{
@@ -225,6 +229,7 @@ inline constexpr EtcdError kAllEtcdErrors[] = {
     kErrCorrupt,
     kErrNotSupportedForLearner,
     kErrBadLeaderTransferee,
+    kErrTimeoutLeaderTransfer,
     kErrClusterVersionUnavailable,
     kErrWrongDowngradeVersionFormat,
     kErrInvalidDowngradeTargetVersion,

@@ -35,9 +35,22 @@ bool LeaderRequiredButMissing(const grpc::ServerContextBase* ctx,
          !s->HasLeader();
 }
 
+// etcd's learners serve only serializable reads and the maintenance and
+// cluster calls; everything else answers "rpc not supported for learner".
+bool LearnerRefuses(const server::Server* s) { return s->IsLearner(); }
+
 }  // namespace
 
 namespace {
+
+// What a learner serves: serializable reads only.
+template <typename Req>
+bool LearnerServes(const Req&) {
+  return false;
+}
+bool LearnerServes(const etcdserverpb::RangeRequest& r) {
+  return r.serializable();
+}
 
 // One unary KV call on the callback API: owns the parsed request and the
 // response until gRPC is done with the call.
@@ -79,6 +92,8 @@ grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* ctx,
         "grpc: error unmarshalling request: " + parsed.error_message()));
   } else if (LeaderRequiredButMissing(ctx, s)) {
     call->Finish(kErrNoLeader.ToStatus());
+  } else if (LearnerRefuses(s) && !LearnerServes(call->req)) {
+    call->Finish(kErrNotSupportedForLearner.ToStatus());
   } else {
     start(call->req, &call->resp,
           [call](const Status& st) { call->Complete(st); });
@@ -163,6 +178,70 @@ grpc::Status ClusterService::MemberList(
     grpc::ServerContext*, const etcdserverpb::MemberListRequest* r,
     etcdserverpb::MemberListResponse* out) {
   return ToGrpc(s_->MemberList(*r, out));
+}
+
+grpc::Status MaintenanceService::Hash(grpc::ServerContext*,
+                                      const etcdserverpb::HashRequest*,
+                                      etcdserverpb::HashResponse* out) {
+  return ToGrpc(s_->Hash(out));
+}
+
+grpc::Status MaintenanceService::MoveLeader(
+    grpc::ServerContext*, const etcdserverpb::MoveLeaderRequest* r,
+    etcdserverpb::MoveLeaderResponse* out) {
+  return ToGrpc(s_->MoveLeader(*r, out));
+}
+
+grpc::Status MaintenanceService::Snapshot(
+    grpc::ServerContext* ctx, const etcdserverpb::SnapshotRequest*,
+    grpc::ServerWriter<etcdserverpb::SnapshotResponse>* w) {
+  // etcd sends the file in pieces, each with the bytes still to come, and
+  // the file's SHA-256 as the last 32 bytes of the stream.
+  uint64_t sent = 0;
+  etcdserverpb::SnapshotResponse resp;
+  return ToGrpc(s_->Snapshot([&](std::string_view piece, uint64_t total) {
+    if (ctx->IsCancelled()) return false;
+    sent += piece.size();
+    resp.Clear();
+    s_->FillHeader(resp.mutable_header(), 0);
+    resp.set_remaining_bytes(total - sent);
+    resp.set_blob(piece.data(), piece.size());
+    return w->Write(resp);
+  }));
+}
+
+grpc::Status ClusterService::MemberAdd(grpc::ServerContext*,
+                                       const etcdserverpb::MemberAddRequest* r,
+                                       etcdserverpb::MemberAddResponse* out) {
+  return ToGrpc(s_->MemberAdd(*r, out));
+}
+
+grpc::Status ClusterService::MemberRemove(
+    grpc::ServerContext*, const etcdserverpb::MemberRemoveRequest* r,
+    etcdserverpb::MemberRemoveResponse* out) {
+  return ToGrpc(s_->MemberRemove(*r, out));
+}
+
+grpc::Status ClusterService::MemberUpdate(
+    grpc::ServerContext*, const etcdserverpb::MemberUpdateRequest* r,
+    etcdserverpb::MemberUpdateResponse* out) {
+  return ToGrpc(s_->MemberUpdate(*r, out));
+}
+
+grpc::Status ClusterService::MemberPromote(
+    grpc::ServerContext* ctx, const etcdserverpb::MemberPromoteRequest* r,
+    etcdserverpb::MemberPromoteResponse* out) {
+  grpc::Status st = ToGrpc(s_->MemberPromote(*r, out));
+  if (st.error_message() != kErrNotLeader.message) return st;
+  auto urls = s_->LeaderClientUrls();
+  if (urls.empty()) return kErrNoLeader.ToStatus();
+  auto url = server::ParseUrl(urls[0]);
+  if (!url.ok()) return kErrNoLeader.ToStatus();
+  auto stub = etcdserverpb::Cluster::NewStub(
+      grpc::CreateChannel(url->HostPort(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext fwd;
+  fwd.set_deadline(ctx->deadline());
+  return stub->MemberPromote(&fwd, *r, out);
 }
 
 ClientApi::ClientApi(server::Server* s)

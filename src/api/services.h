@@ -74,6 +74,14 @@ class MaintenanceService final : public etcdserverpb::Maintenance::Service {
   grpc::Status Defragment(grpc::ServerContext*,
                           const etcdserverpb::DefragmentRequest*,
                           etcdserverpb::DefragmentResponse*) override;
+  grpc::Status Hash(grpc::ServerContext*, const etcdserverpb::HashRequest*,
+                    etcdserverpb::HashResponse*) override;
+  grpc::Status MoveLeader(grpc::ServerContext*,
+                          const etcdserverpb::MoveLeaderRequest*,
+                          etcdserverpb::MoveLeaderResponse*) override;
+  grpc::Status Snapshot(
+      grpc::ServerContext*, const etcdserverpb::SnapshotRequest*,
+      grpc::ServerWriter<etcdserverpb::SnapshotResponse>*) override;
 
  private:
   server::Server* s_;
@@ -85,6 +93,20 @@ class ClusterService final : public etcdserverpb::Cluster::Service {
   grpc::Status MemberList(grpc::ServerContext*,
                           const etcdserverpb::MemberListRequest*,
                           etcdserverpb::MemberListResponse*) override;
+  grpc::Status MemberAdd(grpc::ServerContext*,
+                         const etcdserverpb::MemberAddRequest*,
+                         etcdserverpb::MemberAddResponse*) override;
+  grpc::Status MemberRemove(grpc::ServerContext*,
+                            const etcdserverpb::MemberRemoveRequest*,
+                            etcdserverpb::MemberRemoveResponse*) override;
+  grpc::Status MemberUpdate(grpc::ServerContext*,
+                            const etcdserverpb::MemberUpdateRequest*,
+                            etcdserverpb::MemberUpdateResponse*) override;
+  // Only the leader can tell whether a learner caught up: a follower
+  // forwards the call to it, as etcd's does.
+  grpc::Status MemberPromote(grpc::ServerContext*,
+                             const etcdserverpb::MemberPromoteRequest*,
+                             etcdserverpb::MemberPromoteResponse*) override;
 
  private:
   server::Server* s_;

@@ -5,7 +5,9 @@
 // localhost:2380 (peers), data in ./default.etcd. SIGINT/SIGTERM stop it
 // cleanly; kill -9 loses nothing that was acknowledged.
 #include <absl/synchronization/mutex.h>
+#include <signal.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
@@ -50,6 +52,8 @@ int main(int argc, char** argv) {
                      server.status().message());
     return 1;
   }
+  // A removed member stops, as etcd's does.
+  (*server)->set_on_removed([] { kill(getpid(), SIGTERM); });
   keel::Status st = (*server)->Start();
   if (!st.ok()) {
     spdlog::critical("cannot start member {}: {}", config->name, st.message());

@@ -199,6 +199,9 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
   std::string initial_cluster;
   std::string pre_vote = "true";
   std::string progress_interval = "10m0s";
+  std::string force_new_cluster = "false";
+  std::string strict_reconfig = "true";
+  std::string initial_corrupt_check = "false";
   CLI::App app{
       "keel: a strongly consistent key-value store that speaks the "
       "etcd v3 API"};
@@ -259,6 +262,27 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
       ->envname("ETCD_PRE_VOTE")
       ->expected(0, 1)
       ->default_str("true");
+  app.add_option("--force-new-cluster", force_new_cluster,
+                 "Force to create a new one member cluster.")
+      ->envname("ETCD_FORCE_NEW_CLUSTER")
+      ->expected(0, 1)
+      ->default_str("true");
+  app.add_option("--strict-reconfig-check", strict_reconfig,
+                 "Reject reconfiguration requests that would cause quorum "
+                 "loss.")
+      ->envname("ETCD_STRICT_RECONFIG_CHECK")
+      ->expected(0, 1)
+      ->default_str("true");
+  app.add_option("--experimental-initial-corrupt-check", initial_corrupt_check,
+                 "Enable to check data corruption before serving any client/"
+                 "peer traffic.")
+      ->envname("ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK")
+      ->expected(0, 1)
+      ->default_str("true");
+  app.add_option("--experimental-corrupt-check-time", c.corrupt_check_time,
+                 "Duration of time between cluster corruption check passes "
+                 "(e.g. 5s, 1m; 0 disables).")
+      ->envname("ETCD_EXPERIMENTAL_CORRUPT_CHECK_TIME");
   app.add_option("--log-level", c.log_level,
                  "Configures log level. Only supports debug, info, warn, "
                  "error, panic, or fatal.")
@@ -304,6 +328,25 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
     }
     c.watch_progress_notify_interval_ms = *ms;
   }
+  auto parse_bool = [](const std::string& flag, const std::string& v,
+                       bool* out) -> Status {
+    if (v.empty() || v == "true" || v == "1") {
+      *out = true;
+    } else if (v == "false" || v == "0") {
+      *out = false;
+    } else {
+      return Status::InvalidArgument("invalid value \"" + v + "\" for flag -" +
+                                     flag);
+    }
+    return Status::OK();
+  };
+  KEEL_RETURN_IF_ERROR(
+      parse_bool("force-new-cluster", force_new_cluster, &c.force_new_cluster));
+  KEEL_RETURN_IF_ERROR(parse_bool("strict-reconfig-check", strict_reconfig,
+                                  &c.strict_reconfig_check));
+  KEEL_RETURN_IF_ERROR(parse_bool("experimental-initial-corrupt-check",
+                                  initial_corrupt_check,
+                                  &c.initial_corrupt_check));
   auto parse = [](const std::string& flag, const std::string& v,
                   std::vector<Url>* out) -> Status {
     auto urls = ParseUrls(v);

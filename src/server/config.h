@@ -48,6 +48,14 @@ struct ServerConfig {
   uint64_t max_request_bytes = 1572864;  // 1.5 MiB
   uint64_t max_txn_ops = 128;
   bool pre_vote = true;
+  // Disaster recovery: restart as a one-member cluster with all the data.
+  bool force_new_cluster = false;
+  // Refuse membership changes that could cost the quorum (etcd's default).
+  bool strict_reconfig_check = true;
+  // etcd's --experimental-initial-corrupt-check and
+  // --experimental-corrupt-check-time ("5s", "1m"; empty or 0: off).
+  bool initial_corrupt_check = false;
+  std::string corrupt_check_time;
   std::string log_level = "info";
   // --experimental-watch-progress-notify-interval (etcd's default 10m).
   int64_t watch_progress_notify_interval_ms = 10 * 60 * 1000;

@@ -45,12 +45,10 @@ Status RaftNode::Start() {
           " is behind the raft snapshot at index " +
           std::to_string(snap_index) + ": the key-value data is missing");
     }
-    applied = snap_index;
   }
-  // The state may be ahead of the commit index we persisted when it came
-  // from a snapshot; entries up to it are skipped by the state machine.
-  applied = std::min<uint64_t>(applied, hs.commit);
-  applied = std::max<uint64_t>(applied, snap_index);
+  // Entries after the snapshot are delivered again (see the header); the
+  // state machine skips those it applied before.
+  applied = snap_index;
   applied_ = applied;
   snapshot_index_ = snap_index;
   synced_hs_ = hs;
@@ -380,12 +378,18 @@ void RaftNode::ApplyCommitted(const std::vector<raft::Entry>& entries) {
   for (const raft::Entry& e : entries) {
     if (e.type == raft::EntryType::kConfChange) {
       raft::ConfChange cc;
-      if (raft::DecodeConfChange(e.data, &cc)) {
-        conf_state_ = node_->ApplyConfChange(cc);
-        sm_->ApplyConfChange(e, cc, conf_state_);
-      } else {
+      if (!raft::DecodeConfChange(e.data, &cc)) {
         spdlog::error("raft: undecodable configuration change at index {}",
                       e.index);
+      } else if (sm_->AcceptConfChange(e, cc)) {
+        conf_state_ = node_->ApplyConfChange(cc);
+        sm_->ApplyConfChange(e, cc, conf_state_);
+        for (const auto& ch : cc.changes) {
+          if (ch.type == raft::ConfChangeType::kAddNode ||
+              ch.type == raft::ConfChangeType::kAddLearnerNode) {
+            force_snapshot_ = true;
+          }
+        }
       }
     } else {
       sm_->Apply(e);
@@ -395,7 +399,13 @@ void RaftNode::ApplyCommitted(const std::vector<raft::Entry>& entries) {
 }
 
 void RaftNode::MaybeSnapshot() {
-  if (applied_ - snapshot_index_ < options_.snapshot_count) return;
+  if (!force_snapshot_ && applied_ - snapshot_index_ < options_.snapshot_count)
+    return;
+  if (applied_ == snapshot_index_) {
+    force_snapshot_ = false;
+    return;
+  }
+  force_snapshot_ = false;
   Status st = sm_->Sync();
   KEEL_CHECK(st.ok()) << "state machine sync: " << st.ToString();
   auto snap = storage_->CreateSnapshot(applied_, &conf_state_,
@@ -433,6 +443,9 @@ void RaftNode::PublishStatus() {
     status_.is_learner = std::find(learners.begin(), learners.end(),
                                    options_.id) != learners.end();
     status_.conf_state = conf_state_;
+    status_.lead_transferee = ns.lead_transferee;
+    status_.progress.clear();
+    for (const auto& [id, p] : ns.progress) status_.progress[id] = p;
   }
   if (leader_changed) cv_.notify_all();
 }

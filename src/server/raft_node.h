@@ -18,7 +18,14 @@
 //
 // Snapshots: every snapshot_count applied entries the log is snapshotted at
 // the applied index and compacted, keeping snapshot_catchup_entries behind
-// for slow followers.
+// for slow followers. Also right after a change that adds a member: the new
+// member starts with an empty log and is caught up by snapshot, which must
+// name it in its configuration (a snapshot without it would be refused).
+//
+// Restart: the core starts at the snapshot's index, so that every entry
+// after it is delivered again: configuration changes rebuild the core's
+// configuration (InitialState gives the snapshot's only); the state
+// machine skips what it already applied.
 //
 // Thread safety: the public methods are safe from any thread; the
 // StateMachine's Apply* methods are called on the loop thread only.
@@ -54,6 +61,16 @@ class StateMachine {
   // applied index moves). Entries at or below AppliedIndex() are skipped
   // by the state machine itself.
   virtual void Apply(const raft::Entry& entry) = 0;
+  // Whether a committed membership change is valid against the replicated
+  // membership (etcd's ValidateConfigurationChange; deterministic on every
+  // member). A refused change is not applied to the core: the state
+  // machine records the entry as applied and answers its proposer itself.
+  virtual bool AcceptConfChange(const raft::Entry& entry,
+                                const raft::ConfChange& cc) {
+    (void)entry;
+    (void)cc;
+    return true;
+  }
   // A committed membership change was applied to the core.
   virtual void ApplyConfChange(const raft::Entry& entry,
                                const raft::ConfChange& cc,
@@ -99,6 +116,9 @@ struct RaftNodeStatus {
   raft::StateRole role = raft::StateRole::kFollower;
   bool is_learner = false;
   raft::ConfState conf_state;
+  // Leader only: each member's replication progress.
+  std::map<raft::NodeId, raft::ProgressInfo> progress;
+  raft::NodeId lead_transferee = 0;
 };
 
 class RaftNode {
@@ -175,6 +195,7 @@ class RaftNode {
   raft::ConfState conf_state_;
   uint64_t applied_ = 0;
   uint64_t snapshot_index_ = 0;
+  bool force_snapshot_ = false;  // a member was added: snapshot now
   uint64_t next_read_ctx_ = 1;
   // Reads waiting to start a confirmation round.
   std::vector<StatusCallback> queued_reads_;

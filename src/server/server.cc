@@ -202,12 +202,13 @@ Status Server::OpenStorage() {
   uint64_t want_member = ComputeMemberId(config_.initial_advertise_peer_urls,
                                          config_.initial_cluster_token);
   uint64_t want_cluster = ComputeClusterId(ids);
-  if (!exists && config_.initial_cluster_state == "existing") {
-    return Status::FailedPrecondition(
-        "joining an existing cluster (--initial-cluster-state existing) with "
-        "an empty data directory is not supported by this version of keel");
+  // A member joining an existing cluster learns the cluster id, its own
+  // id and the members from its peers, as etcd's does.
+  ClusterState joined;
+  const bool joining = config_.initial_cluster_state == "existing";
+  if (!exists && joining) {
+    KEEL_RETURN_IF_ERROR(DiscoverCluster(&joined, &want_cluster, &want_member));
   }
-
   wal::DiskStorageOptions o;
   o.dir = member.string();
   if (!exists) o.metadata = {want_member, want_cluster};
@@ -249,23 +250,34 @@ Status Server::OpenStorage() {
   }
   watch_hub_ = std::make_unique<mvcc::WatchHub>(store_.get(), wo);
 
-  if (!exists) {
+  if (!exists && joining) {
+    // No raft state until the leader sends its snapshot.
+    std::lock_guard lock(state_mu_);
+    cluster_ = std::move(joined);
+  } else if (!exists) {
     KEEL_RETURN_IF_ERROR(Bootstrap());
   } else {
     auto snap = storage_->GetSnapshot();
     if (!snap.ok()) return snap.status();
     ClusterState cs;
-    if (!cs.Decode(snap->data)) {
+    if (snap->metadata.index == 0) {
+      // Joined, but stopped before the leader's snapshot arrived: ask the
+      // peers again who they are.
+      uint64_t cid = 0, mid = 0;
+      KEEL_RETURN_IF_ERROR(DiscoverCluster(&cs, &cid, &mid));
+    } else if (!cs.Decode(snap->data)) {
       return Status::Corruption(
           "the cluster state in the raft snapshot at "
           "index " +
           std::to_string(snap->metadata.index) + " in " + SnapDir() +
           " cannot be decoded");
     }
-    std::lock_guard lock(state_mu_);
-    cluster_ = std::move(cs);
+    {
+      std::lock_guard lock(state_mu_);
+      cluster_ = std::move(cs);
+    }
+    if (config_.force_new_cluster) KEEL_RETURN_IF_ERROR(ForceNewCluster());
   }
-  ReplayMembership();
   spdlog::info(
       "member {:x} of cluster {:x}: data directory {}, applied index "
       "{}, revision {}",
@@ -300,33 +312,6 @@ Status Server::Bootstrap() {
   std::lock_guard lock(state_mu_);
   cluster_ = std::move(cs);
   return Status::OK();
-}
-
-void Server::ReplayMembership() {
-  // Entries after the snapshot that the store already applied will not be
-  // delivered again by Raft; their effect on the cluster state is redone
-  // here (it is idempotent).
-  uint64_t from = storage_->FirstIndex();
-  uint64_t to = std::min<uint64_t>(AppliedIndex(), storage_->LastIndex());
-  for (uint64_t i = from; i <= to;) {
-    auto ents = storage_->Entries(i, to + 1, 16 << 20);
-    if (!ents.ok() || ents->empty()) break;
-    for (const raft::Entry& e : *ents) {
-      if (e.type == raft::EntryType::kConfChange) {
-        raft::ConfChange cc;
-        if (raft::DecodeConfChange(e.data, &cc)) {
-          ApplyConfChange(e, cc, raft::ConfState{});
-        }
-      } else if (!e.data.empty()) {
-        internal::Request req;
-        if (req.ParseFromString(e.data) &&
-            (req.has_member_attributes() || req.has_alarm())) {
-          ApplyClusterChange(req, nullptr);
-        }
-      }
-      i = e.index + 1;
-    }
-  }
 }
 
 Status Server::Start() {
@@ -364,6 +349,10 @@ Status Server::Start() {
                                  config_.listen_peer_urls);
   if (!peer_tls.ok()) return peer_tls.status();
   to.tls = std::move(peer_tls).value();
+  to.membership = [this] {
+    std::lock_guard lock(state_mu_);
+    return cluster_.Encode();
+  };
   transport_ = std::make_unique<transport::Transport>(to, this, this);
   {
     std::lock_guard lock(state_mu_);
@@ -377,6 +366,7 @@ Status Server::Start() {
   publish_thread_ = std::thread([this] { PublishLoop(); });
   StartLeases();
   reaper_thread_ = std::thread([this] { ReapLoop(); });
+  corrupt_thread_ = std::thread([this] { CorruptCheckLoop(); });
   return Status::OK();
 }
 
@@ -390,6 +380,7 @@ void Server::Stop() {
   if (publish_thread_.joinable()) publish_thread_.join();
   StopLeases();
   if (reaper_thread_.joinable()) reaper_thread_.join();
+  if (corrupt_thread_.joinable()) corrupt_thread_.join();
   if (node_) node_->Stop();
   if (transport_) transport_->Stop();
   std::lock_guard lock(wait_mu_);
@@ -547,6 +538,8 @@ void Server::RaiseNoSpaceAlarm() {
 Status Server::CheckSpace() {
   {
     std::lock_guard lock(state_mu_);
+    if (cluster_.HasAlarm(AlarmType::kCorrupt))
+      return EtcdErr(api::kErrCorrupt);
     if (cluster_.HasAlarm(AlarmType::kNoSpace))
       return EtcdErr(api::kErrNoSpace);
   }
@@ -784,12 +777,17 @@ void Server::Apply(const raft::Entry& entry) {
     ApplyClusterChange(req, result.get());
     record_index();
   } else if (fresh) {
-    bool nospace;
+    bool nospace, corrupt;
     {
       std::lock_guard lock(state_mu_);
       nospace = cluster_.HasAlarm(AlarmType::kNoSpace);
+      corrupt = cluster_.HasAlarm(AlarmType::kCorrupt);
     }
-    if (req.has_put()) {
+    if (corrupt && !(req.has_txn() && !HasWrites(req.txn()))) {
+      // etcd's corrupt applier refuses every write.
+      result->status = EtcdErr(api::kErrCorrupt);
+      record_index();
+    } else if (req.has_put()) {
       if (nospace) {
         result->status = EtcdErr(api::kErrNoSpace);
         record_index();
@@ -840,56 +838,6 @@ void Server::Apply(const raft::Entry& entry) {
   if (it == waiters_.end()) return;
   it->second.set_value(std::move(result));
   waiters_.erase(it);
-}
-
-void Server::ApplyConfChange(const raft::Entry& entry,
-                             const raft::ConfChange& cc,
-                             const raft::ConfState& cs) {
-  internal::MemberContext ctx;
-  bool has_ctx = !cc.context.empty() && ctx.ParseFromString(cc.context);
-  {
-    std::lock_guard lock(state_mu_);
-    for (const auto& ch : cc.changes) {
-      switch (ch.type) {
-        case raft::ConfChangeType::kAddNode:
-        case raft::ConfChangeType::kAddLearnerNode: {
-          MemberInfo& m = cluster_.members[ch.node_id];
-          m.id = ch.node_id;
-          m.is_learner = ch.type == raft::ConfChangeType::kAddLearnerNode;
-          if (has_ctx && ctx.id() == ch.node_id) {
-            if (m.name.empty()) m.name = ctx.name();
-            m.peer_urls.assign(ctx.peer_urls().begin(), ctx.peer_urls().end());
-          }
-          if (transport_ && ch.node_id != member_id_) {
-            transport_->AddPeer(ch.node_id, m.peer_urls);
-          }
-          break;
-        }
-        case raft::ConfChangeType::kRemoveNode:
-          cluster_.members.erase(ch.node_id);
-          if (transport_ && ch.node_id != member_id_) {
-            transport_->RemovePeer(ch.node_id);
-          }
-          break;
-        case raft::ConfChangeType::kUpdateNode:
-          if (has_ctx && ctx.id() == ch.node_id) {
-            auto it = cluster_.members.find(ch.node_id);
-            if (it != cluster_.members.end()) {
-              it->second.peer_urls.assign(ctx.peer_urls().begin(),
-                                          ctx.peer_urls().end());
-              if (transport_ && ch.node_id != member_id_) {
-                transport_->UpdatePeer(ch.node_id, it->second.peer_urls);
-              }
-            }
-          }
-          break;
-      }
-    }
-  }
-  if (entry.index > AppliedIndex() && store_) {
-    Status st = store_->SetConsistentIndex({entry.index, entry.term});
-    KEEL_CHECK(st.ok()) << st.ToString();
-  }
 }
 
 Status Server::RestoreSnapshot(const raft::Snapshot& snap) {

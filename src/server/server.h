@@ -125,6 +125,39 @@ class Server final : public StateMachine,
   void CompactAsync(const etcdserverpb::CompactionRequest& r,
                     etcdserverpb::CompactionResponse* out, DoneCallback done);
 
+  // ---- Membership and maintenance (server_members.cc) ----
+  Status MemberAdd(const etcdserverpb::MemberAddRequest& r,
+                   etcdserverpb::MemberAddResponse* out);
+  Status MemberRemove(const etcdserverpb::MemberRemoveRequest& r,
+                      etcdserverpb::MemberRemoveResponse* out);
+  Status MemberUpdate(const etcdserverpb::MemberUpdateRequest& r,
+                      etcdserverpb::MemberUpdateResponse* out);
+  // NotLeader unless this member leads (only the leader knows whether the
+  // learner caught up): the API layer forwards it to the leader.
+  Status MemberPromote(const etcdserverpb::MemberPromoteRequest& r,
+                       etcdserverpb::MemberPromoteResponse* out);
+  // keel extension: adds and removes several voters in one change through
+  // joint consensus. `add` holds the new members' peer URLs (one entry per
+  // member, URLs comma-separated); returns the new members' ids.
+  Status MemberReplace(const std::vector<std::string>& add,
+                       const std::vector<uint64_t>& remove,
+                       std::vector<uint64_t>* added_ids);
+  Status MoveLeader(const etcdserverpb::MoveLeaderRequest& r,
+                    etcdserverpb::MoveLeaderResponse* out);
+  Status Hash(etcdserverpb::HashResponse* out);
+  // Streams a consistent snapshot of the store (mvcc ExportSnapshot format)
+  // followed by its SHA-256 (32 bytes), in pieces, to `write`, which
+  // returns false to abandon. The first call carries the total size.
+  Status Snapshot(
+      const std::function<bool(std::string_view piece, uint64_t total)>& write);
+  // The client URLs of the current leader (empty if unknown).
+  std::vector<std::string> LeaderClientUrls() const;
+  bool IsLearner() const { return node_ && node_->GetStatus().is_learner; }
+  bool IsLeader() const {
+    return node_ && node_->GetStatus().leader == member_id_;
+  }
+  // Called once this member applied its own removal (etcd then exits).
+  void set_on_removed(std::function<void()> f) { on_removed_ = std::move(f); }
   // Serving (has a leader, no alarm), for health checks.
   bool Healthy() const;
   bool HasLeader() const { return node_ && node_->GetStatus().leader != 0; }
@@ -135,6 +168,8 @@ class Server final : public StateMachine,
   // ---- StateMachine (RaftNode loop thread) ----
   uint64_t AppliedIndex() const override;
   void Apply(const raft::Entry& entry) override;
+  bool AcceptConfChange(const raft::Entry& entry,
+                        const raft::ConfChange& cc) override;
   void ApplyConfChange(const raft::Entry& entry, const raft::ConfChange& cc,
                        const raft::ConfState& cs) override;
   Status RestoreSnapshot(const raft::Snapshot& snap) override;
@@ -159,7 +194,29 @@ class Server final : public StateMachine,
   explicit Server(const ServerConfig& config);
   Status OpenStorage();
   Status Bootstrap();
-  void ReplayMembership();
+  // --initial-cluster-state existing: asks the peers in --initial-cluster
+  // for the cluster id and membership, and finds our member id in it.
+  Status DiscoverCluster(ClusterState* out, uint64_t* cluster_id,
+                         uint64_t* member_id);
+  // --force-new-cluster: applies what is committed, then rewrites the raft
+  // state as a one-member cluster of this member (etcd's disaster recovery).
+  Status ForceNewCluster();
+  // Proposes a membership change and waits until it is applied (or
+  // refused by every member's validation).
+  Status ProposeConfChangeAndWait(raft::ConfChange cc,
+                                  internal::MemberContext ctx);
+  // etcd's strict reconfiguration checks.
+  Status MayAddMember(bool is_learner);
+  Status MayRemoveMember(uint64_t id);
+  Status MayPromoteMember(uint64_t id);
+  bool PeerConnected(uint64_t id) const;
+  void FillMembers(
+      google::protobuf::RepeatedPtrField<etcdserverpb::Member>* out) const;
+  void AnswerConfChange(const internal::MemberContext& ctx, Status st);
+  void CorruptCheckLoop();
+  // Compares HashKV with every peer at our revision; raises CORRUPT on a
+  // mismatch (leader). Returns false if a peer differs.
+  bool CheckHashes();
   // Proposes req and waits until this member applied it.
   Result<std::shared_ptr<ApplyResult>> ProposeAndWait(internal::Request req);
   Status WaitReadIndex();
@@ -238,6 +295,8 @@ class Server final : public StateMachine,
   std::thread reaper_thread_;
   std::atomic<bool> started_{false};
   std::shared_ptr<LeaseWork> lease_work_;  // shared: incomplete here
+  std::function<void()> on_removed_;
+  std::thread corrupt_thread_;
 };
 
 }  // namespace keel::server

@@ -92,6 +92,19 @@ void InboundConn::OnHello() {
   ack.member_id = o.local_id;
   if (hello_.version != kProtocolVersion) {
     ack.code = AckCode::kBadVersion;
+  } else if (hello_.kind == StreamKind::kMembers) {
+    // A joining member asks who we are: answer and close.
+    if (!o.membership) {
+      ack.code = AckCode::kWrongMember;
+    } else {
+      std::string out;
+      EncodeHelloAck(ack, &out);
+      AppendFrame(FrameType::kMembers, o.membership(), &out);
+      spdlog::info("transport: answered a membership query from {}", remote_);
+      close_after_write_ = true;
+      QueueWrite(std::move(out));
+      return;
+    }
   } else if (hello_.cluster_id != o.cluster_id) {
     ack.code = AckCode::kClusterMismatch;
   } else if (hello_.to != o.local_id) {

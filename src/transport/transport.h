@@ -139,6 +139,11 @@ struct Options {
   // Seeds the backoff jitter; 0 derives a seed from local_id and the clock.
   uint64_t jitter_seed = 0;
 
+  // Answers a membership query (StreamKind::kMembers) from a member that
+  // joins the cluster; unset: such queries are refused. Called on the io
+  // thread; must not block for long.
+  std::function<std::string()> membership;
+
   // Test only: unset (the default) in production.
   FaultHook fault_hook;
 };

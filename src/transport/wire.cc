@@ -65,7 +65,8 @@ Status DecodeHello(std::string_view in, Hello* h) {
   auto kind = static_cast<uint8_t>(in[0]);
   in.remove_prefix(1);
   if (kind != static_cast<uint8_t>(StreamKind::kMessages) &&
-      kind != static_cast<uint8_t>(StreamKind::kSnapshot)) {
+      kind != static_cast<uint8_t>(StreamKind::kSnapshot) &&
+      kind != static_cast<uint8_t>(StreamKind::kMembers)) {
     return Status::Corruption("bad stream kind");
   }
   h->version = version;
@@ -159,7 +160,7 @@ FrameDecoder::State FrameDecoder::Next(Frame* f, std::string* error) {
   }
   auto type = static_cast<uint8_t>(p[kFrameHeaderSize]);
   if (type < static_cast<uint8_t>(FrameType::kMsg) ||
-      type > static_cast<uint8_t>(FrameType::kSnapAck)) {
+      type > static_cast<uint8_t>(FrameType::kMembers)) {
     *error = "bad frame type " + std::to_string(type);
     return State::kCorrupt;
   }

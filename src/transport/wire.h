@@ -20,6 +20,12 @@
 // frames of payload, a kSnapEnd (fixed64 total payload bytes), and is
 // answered by one kSnapAck (u8 ok | reason) after the receiver's Finish().
 //
+// A membership query (StreamKind kMembers, sent by a member joining an
+// existing cluster, which knows neither the cluster id nor its own member
+// id yet: both are 0 in its Hello) is answered by a HelloAck carrying the
+// cluster id and one kMembers frame (the server's encoded membership),
+// then the listener closes. Like etcd's GET /members on the peer port.
+//
 // Thread safety: pure functions; a FrameDecoder belongs to one connection.
 #pragma once
 
@@ -38,7 +44,7 @@ constexpr uint32_t kProtocolVersion = 1;
 constexpr size_t kMaxFrameBody = 512u << 20;
 constexpr size_t kFrameHeaderSize = 8;
 
-enum class StreamKind : uint8_t { kMessages = 1, kSnapshot = 2 };
+enum class StreamKind : uint8_t { kMessages = 1, kSnapshot = 2, kMembers = 3 };
 
 struct Hello {
   uint32_t version = kProtocolVersion;
@@ -79,6 +85,7 @@ enum class FrameType : uint8_t {
   kSnapChunk = 5,
   kSnapEnd = 6,
   kSnapAck = 7,
+  kMembers = 8,
 };
 
 void AppendFrame(FrameType type, std::string_view body, std::string* out);

@@ -170,6 +170,10 @@ class Member:
         self.proc: Optional[subprocess.Popen] = None
         self.starts = 0
         self._log_file = None
+        # A member added to a running cluster joins it ("existing").
+        self.cluster_state = "new"
+        self.initial_cluster: Optional[str] = None  # default: the cluster's
+        self.extra_flags: dict = {}
 
     @property
     def client_url(self) -> str:
@@ -193,8 +197,8 @@ class Member:
             "--advertise-client-urls", self.client_url,
             "--listen-peer-urls", self.peer_url,
             "--initial-advertise-peer-urls", self.peer_url,
-            "--initial-cluster", c.initial_cluster(),
-            "--initial-cluster-state", "new",
+            "--initial-cluster", self.initial_cluster or c.initial_cluster(),
+            "--initial-cluster-state", self.cluster_state,
             "--initial-cluster-token", c.token,
             "--log-level", c.log_level,
         ]
@@ -205,8 +209,9 @@ class Member:
         flags = dict(c.extra_flags)
         if c.member_flags is not None:
             flags.update(c.member_flags(self))
+        flags.update(self.extra_flags)
         for k, v in flags.items():
-            argv += [f"--{k}", str(v)] if v is not True else [f"--{k}"]
+            argv += [f"--{k}", str(v)] if v is not True and v is not None else [f"--{k}"]
         return argv
 
     def start(self) -> None:
@@ -342,6 +347,14 @@ class Cluster:
     @property
     def election_s(self) -> float:
         return (self.election_ms or 1000) / 1000.0
+
+    def new_member(self, name: str) -> Member:
+        """A member to add to the running cluster (`member add`, then start()):
+        it joins with --initial-cluster-state existing."""
+        m = Member(self, name, self.base)
+        m.cluster_state = "existing"
+        self.members.append(m)
+        return m
 
     # -- lifecycle
 

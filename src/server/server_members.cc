@@ -1,0 +1,815 @@
+// Server: membership changes (etcd's Cluster service and keel's joint
+// replacement), joining an existing cluster, --force-new-cluster, leader
+// transfer, and the maintenance calls that read the whole store (Hash,
+// Snapshot) or compare members (the corruption check).
+//
+// A membership change travels as a raft ConfChange whose context (an
+// internal::MemberContext) names the members and the proposer's request.
+// Every member validates it against the replicated membership when it
+// applies it (AcceptConfChange, as etcd's ValidateConfigurationChange):
+// all come to the same verdict, a refused change leaves the core's
+// configuration alone, and the proposer's waiter gets etcd's error.
+// The strict reconfiguration checks (quorum of started and connected
+// members) run before proposing, on the member that got the request, as
+// etcd does.
+#include <grpcpp/grpcpp.h>
+#include <openssl/sha.h>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "api/errors.h"
+#include "etcdserverpb/rpc.grpc.pb.h"
+#include "raft/codec.h"
+#include "server/server.h"
+#include "transport/membership_query.h"
+
+namespace keel::server {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+Status EtcdErr(const api::EtcdError& e) {
+  return Status::FailedPrecondition(e.message);
+}
+
+// The context entry describing node `id`, if any.
+const internal::MemberContext* FindCtx(const internal::MemberContext& ctx,
+                                       uint64_t id) {
+  if (ctx.id() == id) return &ctx;
+  for (const auto& m : ctx.members()) {
+    if (m.id() == id) return &m;
+  }
+  return nullptr;
+}
+
+// URLs compared after normalisation ("http://h:1/" == "http://h:1").
+std::string NormUrl(const std::string& u) {
+  auto p = ParseUrl(u);
+  return p.ok() ? p->String() : u;
+}
+
+std::set<std::string> NormUrls(const std::vector<std::string>& urls) {
+  std::set<std::string> out;
+  for (const auto& u : urls) out.insert(NormUrl(u));
+  return out;
+}
+
+// etcd derives a new member's id from its URLs and the time, so that a
+// member re-added with the same URLs gets a fresh id.
+uint64_t NewMemberId(const std::vector<Url>& urls, const std::string& token) {
+  auto now = std::chrono::system_clock::now().time_since_epoch();
+  uint64_t id = ComputeMemberId(
+      urls,
+      token + std::to_string(
+                  std::chrono::duration_cast<std::chrono::nanoseconds>(now)
+                      .count()));
+  return id == 0 ? 1 : id;
+}
+
+Result<std::vector<Url>> ParseMemberUrls(
+    const google::protobuf::RepeatedPtrField<std::string>& in) {
+  std::vector<Url> out;
+  for (const auto& u : in) {
+    auto p = ParseUrl(u);
+    if (!p.ok() || (p->scheme != "http" && p->scheme != "https")) {
+      return EtcdErr(api::kErrMemberBadURLs);
+    }
+    out.push_back(*p);
+  }
+  if (out.empty()) return EtcdErr(api::kErrMemberBadURLs);
+  return out;
+}
+
+// "5s", "1m", "500ms", "1h"; 0 or empty: off.
+std::chrono::milliseconds ParseDuration(const std::string& s) {
+  if (s.empty()) return 0ms;
+  size_t i = 0;
+  while (i < s.size() && (std::isdigit(s[i]) || s[i] == '.')) i++;
+  double v = 0;
+  try {
+    v = std::stod(s.substr(0, i));
+  } catch (...) {
+    return 0ms;
+  }
+  std::string unit = s.substr(i);
+  double ms = unit == "ms"  ? v
+              : unit == "m" ? v * 60000
+              : unit == "h" ? v * 3600000
+                            : v * 1000;  // "s" or none
+  return std::chrono::milliseconds(static_cast<int64_t>(ms));
+}
+
+}  // namespace
+
+// ---------------- joining, forced new cluster ----------------
+
+Status Server::DiscoverCluster(ClusterState* out, uint64_t* cluster_id,
+                               uint64_t* member_id) {
+  std::vector<std::string> mine_v;
+  for (const Url& u : config_.initial_advertise_peer_urls) {
+    mine_v.push_back(u.String());
+  }
+  const std::set<std::string> mine = NormUrls(mine_v);
+  std::string errors;
+  // The peers may be starting too: a few rounds before giving up.
+  for (int round = 0; round < 5; round++) {
+    for (const auto& [name, urls] : config_.initial_cluster) {
+      for (const Url& u : urls) {
+        if (mine.count(u.String())) continue;
+        auto a = transport::QueryMembership(u.String(), 2000ms);
+        if (!a.ok()) {
+          if (round == 0)
+            errors += "; " + u.String() + ": " + a.status().message();
+          continue;
+        }
+        ClusterState cs;
+        if (!cs.Decode(a->membership)) {
+          errors += "; " + u.String() + ": undecodable membership";
+          continue;
+        }
+        for (const auto& [id, m] : cs.members) {
+          if (NormUrls(m.peer_urls) == mine) {
+            *cluster_id = a->cluster_id;
+            *member_id = id;
+            cs.cluster_id = a->cluster_id;
+            *out = std::move(cs);
+            spdlog::info(
+                "joining cluster {:x} as member {:x} (membership from {})",
+                *cluster_id, *member_id, u.String());
+            return Status::OK();
+          }
+        }
+        std::string list;
+        for (const auto& p : mine_v) list += (list.empty() ? "" : ",") + p;
+        return Status::FailedPrecondition(
+            "cannot join cluster " + HexId(a->cluster_id) +
+            ": no member has the peer URLs " + list +
+            " (add it first with `etcdctl member add`)");
+      }
+    }
+    std::this_thread::sleep_for(500ms);  // peers starting: retry
+  }
+  return Status::Unavailable(
+      "cannot fetch the cluster's membership from the peers in "
+      "--initial-cluster" +
+      errors);
+}
+
+Status Server::ForceNewCluster() {
+  raft::HardState hs = storage_->GetHardState();
+  const uint64_t first = storage_->FirstIndex();
+  const uint64_t commit = std::max<uint64_t>(hs.commit, first - 1);
+  // Apply everything committed, as a restart would; what is not committed
+  // is dropped (etcd does the same).
+  for (uint64_t i = first; i <= commit;) {
+    auto ents = storage_->Entries(i, commit + 1, 16 << 20);
+    if (!ents.ok()) return ents.status();
+    if (ents->empty()) break;
+    for (const raft::Entry& e : *ents) {
+      if (e.type == raft::EntryType::kConfChange) {
+        raft::ConfChange cc;
+        if (raft::DecodeConfChange(e.data, &cc) && AcceptConfChange(e, cc)) {
+          ApplyConfChange(e, cc, raft::ConfState{});
+        }
+      } else {
+        Apply(e);
+      }
+      i = e.index + 1;
+    }
+  }
+  ClusterState cs;
+  {
+    std::lock_guard lock(state_mu_);
+    for (auto it = cluster_.members.begin(); it != cluster_.members.end();) {
+      it = it->first == member_id_ ? std::next(it) : cluster_.members.erase(it);
+    }
+    MemberInfo& self = cluster_.members[member_id_];
+    self.id = member_id_;
+    self.is_learner = false;
+    if (self.name.empty()) self.name = config_.name;
+    if (self.peer_urls.empty()) {
+      for (const Url& u : config_.initial_advertise_peer_urls) {
+        self.peer_urls.push_back(u.String());
+      }
+    }
+    cs = cluster_;
+  }
+  // A snapshot one past the commit index stands for the change to a
+  // one-member configuration; the store is marked as having applied it.
+  const uint64_t index = commit + 1;
+  const uint64_t term = std::max<uint64_t>(hs.term, 1);
+  KEEL_RETURN_IF_ERROR(store_->SetConsistentIndex({index, term}));
+  KEEL_RETURN_IF_ERROR(store_->ForceCommit());
+  raft::Snapshot snap;
+  snap.data = cs.Encode();
+  snap.metadata.index = index;
+  snap.metadata.term = term;
+  snap.metadata.conf_state.voters = {member_id_};
+  KEEL_RETURN_IF_ERROR(storage_->ApplySnapshot(snap));
+  KEEL_RETURN_IF_ERROR(storage_->SetHardState({term, raft::kNone, index}));
+  spdlog::warn(
+      "--force-new-cluster: member {:x} is now the only member of cluster "
+      "{:x} (applied index {}, revision {}); add members back with `etcdctl "
+      "member add`",
+      member_id_, cluster_id_, index, store_->CurrentRevision());
+  return Status::OK();
+}
+
+// ---------------- applying membership changes ----------------
+
+bool Server::AcceptConfChange(const raft::Entry& entry,
+                              const raft::ConfChange& cc) {
+  if (cc.changes.empty()) return true;  // leaves a joint configuration
+  internal::MemberContext ctx;
+  const bool has_ctx = !cc.context.empty() && ctx.ParseFromString(cc.context);
+  ClusterState cs;
+  {
+    std::lock_guard lock(state_mu_);
+    cs = cluster_;
+  }
+  Status st;
+  for (const auto& ch : cc.changes) {
+    const internal::MemberContext* m =
+        has_ctx ? FindCtx(ctx, ch.node_id) : nullptr;
+    auto it = cs.members.find(ch.node_id);
+    auto urls_taken = [&](const internal::MemberContext* m) {
+      if (m == nullptr) return false;
+      for (const auto& [id, other] : cs.members) {
+        if (id == ch.node_id) continue;
+        auto theirs = NormUrls(other.peer_urls);
+        for (const auto& u : m->peer_urls()) {
+          if (theirs.count(NormUrl(u))) return true;
+        }
+      }
+      return false;
+    };
+    switch (ch.type) {
+      case raft::ConfChangeType::kAddNode:
+      case raft::ConfChangeType::kAddLearnerNode: {
+        if (m != nullptr && m->promote()) {
+          if (it == cs.members.end()) {
+            st = EtcdErr(api::kErrMemberNotFound);
+          } else if (!it->second.is_learner) {
+            st = EtcdErr(api::kErrMemberNotLearner);
+          } else {
+            it->second.is_learner = false;
+          }
+          break;
+        }
+        if (it != cs.members.end()) {
+          st = EtcdErr(api::kErrMemberExist);
+        } else if (urls_taken(m)) {
+          st = EtcdErr(api::kErrPeerURLExist);
+        } else {
+          bool learner = ch.type == raft::ConfChangeType::kAddLearnerNode;
+          if (learner) {
+            int n = 0;
+            for (const auto& [id, o] : cs.members) n += o.is_learner;
+            if (n + 1 > 1) st = EtcdErr(api::kErrTooManyLearners);
+          }
+          MemberInfo& mi = cs.members[ch.node_id];
+          mi.id = ch.node_id;
+          mi.is_learner = learner;
+          if (m)
+            mi.peer_urls.assign(m->peer_urls().begin(), m->peer_urls().end());
+        }
+        break;
+      }
+      case raft::ConfChangeType::kRemoveNode:
+        if (it == cs.members.end()) {
+          st = EtcdErr(api::kErrMemberNotFound);
+        } else {
+          cs.members.erase(it);
+        }
+        break;
+      case raft::ConfChangeType::kUpdateNode:
+        if (it == cs.members.end()) {
+          st = EtcdErr(api::kErrMemberNotFound);
+        } else if (urls_taken(m)) {
+          st = EtcdErr(api::kErrPeerURLExist);
+        } else if (m) {
+          it->second.peer_urls.assign(m->peer_urls().begin(),
+                                      m->peer_urls().end());
+        }
+        break;
+    }
+    if (!st.ok()) break;
+  }
+  if (st.ok()) return true;
+  spdlog::warn("refused the membership change at index {}: {}", entry.index,
+               st.message());
+  if (entry.index > AppliedIndex()) {
+    Status s = store_->SetConsistentIndex({entry.index, entry.term});
+    KEEL_CHECK(s.ok()) << s.ToString();
+  }
+  if (has_ctx) AnswerConfChange(ctx, st);
+  return false;
+}
+
+void Server::ApplyConfChange(const raft::Entry& entry,
+                             const raft::ConfChange& cc,
+                             const raft::ConfState&) {
+  internal::MemberContext ctx;
+  const bool has_ctx = !cc.context.empty() && ctx.ParseFromString(cc.context);
+  bool removed_self = false;
+  {
+    std::lock_guard lock(state_mu_);
+    for (const auto& ch : cc.changes) {
+      const internal::MemberContext* m =
+          has_ctx ? FindCtx(ctx, ch.node_id) : nullptr;
+      switch (ch.type) {
+        case raft::ConfChangeType::kAddNode:
+        case raft::ConfChangeType::kAddLearnerNode: {
+          MemberInfo& mi = cluster_.members[ch.node_id];
+          mi.id = ch.node_id;
+          mi.is_learner = ch.type == raft::ConfChangeType::kAddLearnerNode;
+          if (m != nullptr) {
+            if (mi.name.empty()) mi.name = m->name();
+            if (m->peer_urls_size() > 0) {
+              mi.peer_urls.assign(m->peer_urls().begin(), m->peer_urls().end());
+            }
+          }
+          if (transport_ && ch.node_id != member_id_) {
+            transport_->AddPeer(ch.node_id, mi.peer_urls);
+          }
+          break;
+        }
+        case raft::ConfChangeType::kRemoveNode:
+          cluster_.members.erase(ch.node_id);
+          // A removed member's alarms go with it (etcd's do).
+          std::erase_if(cluster_.alarms,
+                        [&](const auto& a) { return a.first == ch.node_id; });
+          if (ch.node_id == member_id_) {
+            removed_self = true;
+          } else if (transport_) {
+            transport_->RemovePeer(ch.node_id);
+          }
+          break;
+        case raft::ConfChangeType::kUpdateNode: {
+          auto it = cluster_.members.find(ch.node_id);
+          if (m != nullptr && it != cluster_.members.end()) {
+            it->second.peer_urls.assign(m->peer_urls().begin(),
+                                        m->peer_urls().end());
+            if (transport_ && ch.node_id != member_id_) {
+              transport_->UpdatePeer(ch.node_id, it->second.peer_urls);
+            }
+          }
+          break;
+        }
+      }
+    }
+  }
+  if (entry.index > AppliedIndex() && store_) {
+    Status st = store_->SetConsistentIndex({entry.index, entry.term});
+    KEEL_CHECK(st.ok()) << st.ToString();
+  }
+  if (has_ctx) AnswerConfChange(ctx, Status::OK());
+  if (removed_self && node_) {
+    spdlog::warn(
+        "member {:x}: the member has been permanently removed from the "
+        "cluster",
+        member_id_);
+    if (on_removed_) on_removed_();
+  }
+}
+
+void Server::AnswerConfChange(const internal::MemberContext& ctx, Status st) {
+  if (ctx.proposer() != member_id_ || ctx.request_id() == 0) return;
+  std::lock_guard lock(wait_mu_);
+  auto it = waiters_.find(ctx.request_id());
+  if (it == waiters_.end()) return;
+  auto r = std::make_shared<ApplyResult>();
+  r->status = std::move(st);
+  it->second.set_value(std::move(r));
+  waiters_.erase(it);
+}
+
+// ---------------- proposing membership changes ----------------
+
+bool Server::PeerConnected(uint64_t id) const {
+  return id == member_id_ || (transport_ && transport_->Stats(id).connected);
+}
+
+Status Server::MayAddMember(bool is_learner) {
+  if (!config_.strict_reconfig_check) return Status::OK();
+  ClusterState cs;
+  {
+    std::lock_guard lock(state_mu_);
+    cs = cluster_;
+  }
+  if (!is_learner) {
+    // etcd's IsReadyToAddVotingMember.
+    int nmembers = 1, nstarted = 0;
+    for (const auto& [id, m] : cs.members) {
+      if (m.is_learner) continue;
+      nmembers++;
+      if (!m.name.empty()) nstarted++;
+    }
+    if (!(nstarted == 1 && nmembers == 2) && nstarted < nmembers / 2 + 1) {
+      return EtcdErr(api::kErrMemberNotEnoughStarted);
+    }
+  }
+  for (const auto& [id, m] : cs.members) {
+    if (!m.is_learner && !PeerConnected(id)) {
+      return EtcdErr(api::kErrUnhealthy);
+    }
+  }
+  return Status::OK();
+}
+
+Status Server::MayRemoveMember(uint64_t id) {
+  if (!config_.strict_reconfig_check) return Status::OK();
+  ClusterState cs;
+  {
+    std::lock_guard lock(state_mu_);
+    cs = cluster_;
+  }
+  auto it = cs.members.find(id);
+  if (it != cs.members.end() && it->second.is_learner) return Status::OK();
+  int nmembers = 0, nstarted = 0, voters = 0, active = 0;
+  for (const auto& [mid, m] : cs.members) {
+    if (m.is_learner) continue;
+    voters++;
+    if (PeerConnected(mid)) active++;
+    if (mid == id) continue;
+    nmembers++;
+    if (!m.name.empty()) nstarted++;
+  }
+  if (nstarted < nmembers / 2 + 1) {
+    return EtcdErr(api::kErrMemberNotEnoughStarted);
+  }
+  // A member that is down is not part of the active quorum: safe.
+  if (id != member_id_ && !PeerConnected(id)) return Status::OK();
+  if (active - 1 < 1 + (voters - 1) / 2) return EtcdErr(api::kErrUnhealthy);
+  return Status::OK();
+}
+
+Status Server::MayPromoteMember(uint64_t id) {
+  RaftNodeStatus s = node_->GetStatus();
+  if (s.leader != member_id_ || s.progress.empty()) {
+    return EtcdErr(api::kErrNotLeader);
+  }
+  auto it = s.progress.find(id);
+  if (it != s.progress.end()) {
+    // etcd: the learner's match index within 90% of the leader's.
+    // (The leader's own match may lag its log in the core's tracker: the
+    // commit index is a floor for it.)
+    double leader_match = static_cast<double>(
+        std::max<uint64_t>(s.progress[member_id_].match, s.commit));
+    if (static_cast<double>(it->second.match) < leader_match * 0.9) {
+      return EtcdErr(api::kErrLearnerNotReady);
+    }
+  }
+  if (!config_.strict_reconfig_check) return Status::OK();
+  ClusterState cs;
+  {
+    std::lock_guard lock(state_mu_);
+    cs = cluster_;
+  }
+  int nmembers = 1, nstarted = 1;
+  for (const auto& [mid, m] : cs.members) {
+    if (m.is_learner) continue;
+    nmembers++;
+    if (!m.name.empty()) nstarted++;
+  }
+  if (nstarted < nmembers / 2 + 1) {
+    return EtcdErr(api::kErrMemberNotEnoughStarted);
+  }
+  return Status::OK();
+}
+
+Status Server::ProposeConfChangeAndWait(raft::ConfChange cc,
+                                        internal::MemberContext ctx) {
+  const uint64_t id = next_request_id_++;
+  ctx.set_request_id(id);
+  ctx.set_proposer(member_id_);
+  cc.context = ctx.SerializeAsString();
+  const auto deadline = std::chrono::steady_clock::now() + RequestTimeout();
+  const auto poll = std::chrono::milliseconds(config_.heartbeat_ms);
+  // The core takes one change at a time and refuses a new one while a
+  // joint configuration is being left: wait for that to finish first.
+  while (!node_->GetStatus().conf_state.voters_outgoing.empty()) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return EtcdErr(api::kErrTimeout);
+    }
+    std::this_thread::sleep_for(poll);
+  }
+  std::future<std::shared_ptr<ApplyResult>> done;
+  {
+    std::lock_guard lock(wait_mu_);
+    done = waiters_[id].get_future();
+  }
+  auto forget = [&] {
+    std::lock_guard lock(wait_mu_);
+    waiters_.erase(id);
+  };
+  while (true) {
+    Status st = node_->ProposeConfChange(cc).get();
+    if (st.ok()) break;
+    if (!st.IsProposalDropped() ||
+        std::chrono::steady_clock::now() >= deadline) {
+      forget();
+      return st.IsProposalDropped() ? EtcdErr(api::kErrTimeout) : st;
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    node_->WaitForLeader(left);
+    std::this_thread::sleep_for(poll);  // a transfer may be in progress
+  }
+  if (done.wait_until(deadline) != std::future_status::ready) {
+    forget();
+    return EtcdErr(api::kErrTimeout);
+  }
+  return done.get()->status;
+}
+
+void Server::FillMembers(
+    google::protobuf::RepeatedPtrField<etcdserverpb::Member>* out) const {
+  std::lock_guard lock(state_mu_);
+  for (const auto& [id, m] : cluster_.members) {
+    auto* pm = out->Add();
+    pm->set_id(id);
+    pm->set_name(m.name);
+    for (const auto& u : m.peer_urls) pm->add_peerurls(u);
+    for (const auto& u : m.client_urls) pm->add_clienturls(u);
+    pm->set_islearner(m.is_learner);
+  }
+}
+
+Status Server::MemberAdd(const etcdserverpb::MemberAddRequest& r,
+                         etcdserverpb::MemberAddResponse* out) {
+  auto urls = ParseMemberUrls(r.peerurls());
+  if (!urls.ok()) return urls.status();
+  KEEL_RETURN_IF_ERROR(MayAddMember(r.islearner()));
+  const uint64_t id = NewMemberId(*urls, config_.initial_cluster_token);
+  internal::MemberContext ctx;
+  ctx.set_id(id);
+  for (const auto& u : r.peerurls()) ctx.add_peer_urls(u);
+  ctx.set_is_learner(r.islearner());
+  raft::ConfChange cc;
+  cc.changes.push_back({r.islearner() ? raft::ConfChangeType::kAddLearnerNode
+                                      : raft::ConfChangeType::kAddNode,
+                        id});
+  KEEL_RETURN_IF_ERROR(ProposeConfChangeAndWait(std::move(cc), ctx));
+  auto* m = out->mutable_member();
+  m->set_id(id);
+  for (const auto& u : r.peerurls()) m->add_peerurls(u);
+  m->set_islearner(r.islearner());
+  FillMembers(out->mutable_members());
+  FillHeader(out->mutable_header(), store_->CurrentRevision());
+  return Status::OK();
+}
+
+Status Server::MemberRemove(const etcdserverpb::MemberRemoveRequest& r,
+                            etcdserverpb::MemberRemoveResponse* out) {
+  KEEL_RETURN_IF_ERROR(MayRemoveMember(r.id()));
+  internal::MemberContext ctx;
+  ctx.set_id(r.id());
+  raft::ConfChange cc;
+  cc.changes.push_back({raft::ConfChangeType::kRemoveNode, r.id()});
+  KEEL_RETURN_IF_ERROR(ProposeConfChangeAndWait(std::move(cc), ctx));
+  FillMembers(out->mutable_members());
+  FillHeader(out->mutable_header(), store_->CurrentRevision());
+  return Status::OK();
+}
+
+Status Server::MemberUpdate(const etcdserverpb::MemberUpdateRequest& r,
+                            etcdserverpb::MemberUpdateResponse* out) {
+  auto urls = ParseMemberUrls(r.peerurls());
+  if (!urls.ok()) return urls.status();
+  internal::MemberContext ctx;
+  ctx.set_id(r.id());
+  for (const auto& u : r.peerurls()) ctx.add_peer_urls(u);
+  raft::ConfChange cc;
+  cc.changes.push_back({raft::ConfChangeType::kUpdateNode, r.id()});
+  KEEL_RETURN_IF_ERROR(ProposeConfChangeAndWait(std::move(cc), ctx));
+  FillMembers(out->mutable_members());
+  FillHeader(out->mutable_header(), store_->CurrentRevision());
+  return Status::OK();
+}
+
+Status Server::MemberPromote(const etcdserverpb::MemberPromoteRequest& r,
+                             etcdserverpb::MemberPromoteResponse* out) {
+  KEEL_RETURN_IF_ERROR(MayPromoteMember(r.id()));
+  internal::MemberContext ctx;
+  ctx.set_id(r.id());
+  ctx.set_promote(true);
+  raft::ConfChange cc;
+  cc.changes.push_back({raft::ConfChangeType::kAddNode, r.id()});
+  KEEL_RETURN_IF_ERROR(ProposeConfChangeAndWait(std::move(cc), ctx));
+  FillMembers(out->mutable_members());
+  FillHeader(out->mutable_header(), store_->CurrentRevision());
+  return Status::OK();
+}
+
+Status Server::MemberReplace(const std::vector<std::string>& add,
+                             const std::vector<uint64_t>& remove,
+                             std::vector<uint64_t>* added_ids) {
+  if (add.empty() && remove.empty()) return EtcdErr(api::kErrMemberBadURLs);
+  internal::MemberContext ctx;
+  raft::ConfChange cc;
+  // Joint consensus, left automatically once the joint configuration is
+  // committed: the cluster never runs on a configuration that has lost a
+  // majority of either the old or the new voters.
+  cc.transition = raft::ConfChangeTransition::kJointImplicit;
+  for (const std::string& list : add) {
+    auto urls = ParseUrls(list);
+    if (!urls.ok()) return EtcdErr(api::kErrMemberBadURLs);
+    const uint64_t id = NewMemberId(*urls, config_.initial_cluster_token);
+    auto* m = ctx.add_members();
+    m->set_id(id);
+    for (const Url& u : *urls) m->add_peer_urls(u.String());
+    cc.changes.push_back({raft::ConfChangeType::kAddNode, id});
+    added_ids->push_back(id);
+  }
+  for (uint64_t id : remove) {
+    ctx.add_members()->set_id(id);
+    cc.changes.push_back({raft::ConfChangeType::kRemoveNode, id});
+  }
+  if (config_.strict_reconfig_check) {
+    // The voters that stay and are connected must be a majority of the
+    // new configuration without the members still to start... and of the
+    // old one: otherwise neither half of the joint quorum can commit.
+    ClusterState cs;
+    {
+      std::lock_guard lock(state_mu_);
+      cs = cluster_;
+    }
+    std::set<uint64_t> gone(remove.begin(), remove.end());
+    int old_voters = 0, old_active = 0, staying_active = 0;
+    for (const auto& [id, m] : cs.members) {
+      if (m.is_learner) continue;
+      old_voters++;
+      bool up = PeerConnected(id) && !m.name.empty();
+      old_active += up;
+      if (!gone.count(id)) staying_active += up;
+    }
+    int new_voters = old_voters - static_cast<int>(gone.size()) +
+                     static_cast<int>(add.size());
+    if (old_active < old_voters / 2 + 1 ||
+        staying_active < new_voters / 2 + 1 - static_cast<int>(add.size())) {
+      return EtcdErr(api::kErrUnhealthy);
+    }
+  }
+  return ProposeConfChangeAndWait(std::move(cc), ctx);
+}
+
+std::vector<std::string> Server::LeaderClientUrls() const {
+  uint64_t leader = node_ ? node_->GetStatus().leader : 0;
+  std::lock_guard lock(state_mu_);
+  auto it = cluster_.members.find(leader);
+  if (it == cluster_.members.end()) return {};
+  return it->second.client_urls;
+}
+
+Status Server::MoveLeader(const etcdserverpb::MoveLeaderRequest& r,
+                          etcdserverpb::MoveLeaderResponse* out) {
+  if (!IsLeader()) return EtcdErr(api::kErrNotLeader);
+  {
+    std::lock_guard lock(state_mu_);
+    auto it = cluster_.members.find(r.targetid());
+    if (it == cluster_.members.end() || it->second.is_learner) {
+      return EtcdErr(api::kErrBadLeaderTransferee);
+    }
+  }
+  const auto deadline = std::chrono::steady_clock::now() + RequestTimeout();
+  const auto retry = std::chrono::milliseconds(config_.election_ms);
+  auto next_ask = std::chrono::steady_clock::now();
+  spdlog::info("moving leadership from {:x} to {:x}", member_id_, r.targetid());
+  while (node_->GetStatus().leader != r.targetid()) {
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return EtcdErr(api::kErrTimeoutLeaderTransfer);
+    // The core abandons a transfer after an election timeout: ask again.
+    if (now >= next_ask && IsLeader()) {
+      node_->TransferLeader(r.targetid());
+      next_ask = now + retry;
+    }
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(config_.heartbeat_ms));
+  }
+  FillHeader(out->mutable_header(), store_->CurrentRevision());
+  return Status::OK();
+}
+
+// ---------------- whole-store maintenance ----------------
+
+Status Server::Hash(etcdserverpb::HashResponse* out) {
+  auto h = store_->Hash();
+  if (!h.ok()) return h.status();
+  out->set_hash(*h);
+  FillHeader(out->mutable_header(), store_->CurrentRevision());
+  return Status::OK();
+}
+
+Status Server::Snapshot(
+    const std::function<bool(std::string_view, uint64_t)>& write) {
+  static std::atomic<uint64_t> seq{0};
+  const std::string path =
+      (fs::path(SnapDir()) / ("client-" + std::to_string(seq++) + ".snap"))
+          .string();
+  auto info = store_->ExportSnapshot(path);
+  if (!info.ok()) return info.status();
+  struct Remove {
+    std::string p;
+    ~Remove() {
+      std::error_code ec;
+      fs::remove(p, ec);
+    }
+  } remove{path};
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::IOError("cannot open " + path);
+  spdlog::info("sending a client snapshot at revision {} ({} bytes)",
+               info->revision, info->size_bytes);
+  SHA256_CTX sha;
+  SHA256_Init(&sha);
+  const uint64_t total = info->size_bytes + SHA256_DIGEST_LENGTH;
+  std::string buf(1 << 20, '\0');
+  while (true) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    size_t n = static_cast<size_t>(in.gcount());
+    if (n == 0) break;
+    SHA256_Update(&sha, buf.data(), n);
+    if (!write(std::string_view(buf.data(), n), total)) {
+      return Status::Aborted("the client went away");
+    }
+  }
+  if (in.bad()) return Status::IOError("reading " + path);
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256_Final(digest, &sha);
+  if (!write(std::string_view(reinterpret_cast<char*>(digest),
+                              SHA256_DIGEST_LENGTH),
+             total)) {
+    return Status::Aborted("the client went away");
+  }
+  return Status::OK();
+}
+
+// ---------------- corruption check ----------------
+
+bool Server::CheckHashes() {
+  auto mine = store_->HashKV(0);
+  if (!mine.ok()) return true;
+  std::map<uint64_t, std::vector<std::string>> peers;
+  {
+    std::lock_guard lock(state_mu_);
+    for (const auto& [id, m] : cluster_.members) {
+      if (id != member_id_ && !m.client_urls.empty()) peers[id] = m.client_urls;
+    }
+  }
+  bool ok = true;
+  for (const auto& [id, urls] : peers) {
+    auto u = ParseUrl(urls[0]);
+    if (!u.ok()) continue;
+    auto stub = etcdserverpb::Maintenance::NewStub(
+        grpc::CreateChannel(u->HostPort(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext cctx;
+    cctx.set_deadline(std::chrono::system_clock::now() + 3s);
+    etcdserverpb::HashKVRequest req;
+    req.set_revision(mine->revision);
+    etcdserverpb::HashKVResponse resp;
+    grpc::Status gs = stub->HashKV(&cctx, req, &resp);
+    if (!gs.ok()) continue;  // down, behind, or compacted past it: no verdict
+    if (resp.compact_revision() != mine->compact_revision) continue;
+    if (resp.hash() == mine->hash) continue;
+    ok = false;
+    spdlog::error(
+        "member {:x} has hash {} at revision {}; member {:x} (this one) has "
+        "{}: data inconsistency; raising the CORRUPT alarm",
+        id, resp.hash(), mine->revision, member_id_, mine->hash);
+    if (!node_) continue;  // the initial check: the caller refuses to start
+    internal::Request areq;
+    auto* a = areq.mutable_alarm();
+    a->set_action(etcdserverpb::AlarmRequest::ACTIVATE);
+    a->set_memberid(id);
+    a->set_alarm(etcdserverpb::CORRUPT);
+    (void)ProposeAndWait(std::move(areq));
+  }
+  return ok;
+}
+
+void Server::CorruptCheckLoop() {
+  const auto period = ParseDuration(config_.corrupt_check_time);
+  if (period <= 0ms) return;
+  while (true) {
+    {
+      std::unique_lock lock(publish_mu_);
+      if (publish_cv_.wait_for(lock, period, [this] { return stopping_; })) {
+        return;
+      }
+    }
+    bool corrupt;
+    {
+      std::lock_guard lock(state_mu_);
+      corrupt = cluster_.HasAlarm(AlarmType::kCorrupt);
+    }
+    // etcd's leader checks its followers; one alarm is enough.
+    if (IsLeader() && !corrupt) CheckHashes();
+  }
+}
+
+}  // namespace keel::server

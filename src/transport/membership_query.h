@@ -1,0 +1,27 @@
+// QueryMembership: how a member joining an existing cluster (etcd's
+// --initial-cluster-state existing) learns the cluster id and the current
+// members from a peer, before it has a member id of its own (see the
+// kMembers stream in wire.h).
+//
+// Thread safety: a blocking function, meant for start-up; no shared state.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "common/status.h"
+
+namespace keel::transport {
+
+struct MembershipAnswer {
+  uint64_t cluster_id = 0;
+  uint64_t member_id = 0;  // who answered
+  std::string membership;  // the server's encoded membership, as sent
+};
+
+// Dials url ("http://host:port"), asks, and waits at most `timeout`.
+Result<MembershipAnswer> QueryMembership(const std::string& url,
+                                         std::chrono::milliseconds timeout);
+
+}  // namespace keel::transport
