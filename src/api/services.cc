@@ -251,7 +251,8 @@ ClientApi::ClientApi(server::Server* s)
       lease_(s),
       lock_(&recipes_),
       election_(&recipes_),
-      watch_(s) {}
+      watch_(s),
+      keel_membership_(s) {}
 
 ClientApi::~ClientApi() { Shutdown(); }
 
@@ -307,6 +308,7 @@ Result<std::unique_ptr<ClientApi>> ClientApi::Start(server::Server* s) {
   b.RegisterService(&api->lock_);
   b.RegisterService(&api->election_);
   b.RegisterService(&api->watch_);
+  b.RegisterService(&api->keel_membership_);
   api->grpc_ = b.BuildAndStart();
   if (!api->grpc_) return Status::IOError("cannot start the gRPC server");
   // Election and Lock call this member's own services in-process.

@@ -16,6 +16,7 @@
 #include "api/concurrency_services.h"
 #include "api/lease_service.h"
 #include "api/watch_service.h"
+#include "api/keel_services.h"
 #include "common/status.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
 #include "http/listener.h"
@@ -143,6 +144,7 @@ class ClientApi {
   LockService lock_;
   ElectionService election_;
   WatchService watch_;
+  KeelMembershipService keel_membership_;
   std::unique_ptr<grpc::Server> grpc_;
   std::vector<int> ports_;
   std::shared_ptr<grpc::Channel> channel_;

@@ -11,12 +11,59 @@
 
 #include <csignal>
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include "api/services.h"
+#include "cmd/keel_debug.h"
+#include "cmd/keel_member.h"
 #include "server/config.h"
 #include "server/server.h"
 
+namespace {
+
+// `keel snapshot restore FILE [etcd's restore flags]`: like `etcdctl
+// snapshot restore`, for the files keel's Maintenance.Snapshot streams
+// (etcdctl cannot read them: they are not bbolt databases).
+int SnapshotMain(int argc, char** argv) {
+  if (argc < 4 || std::string(argv[2]) != "restore") {
+    std::fprintf(stderr,
+                 "usage: keel snapshot restore FILE [--name NAME] [--data-dir "
+                 "DIR] [--initial-cluster NAME=URL,...] "
+                 "[--initial-cluster-token TOKEN] "
+                 "[--initial-advertise-peer-urls URLS]\n");
+    return 2;
+  }
+  const std::string file = argv[3];
+  std::vector<const char*> args = {argv[0]};
+  for (int i = 4; i < argc; i++) args.push_back(argv[i]);
+  auto config =
+      keel::server::ParseFlags(static_cast<int>(args.size()), args.data());
+  if (!config.ok()) {
+    std::fprintf(stderr, "keel snapshot restore: %s\n",
+                 config.status().message().c_str());
+    return 1;
+  }
+  keel::Status st = keel::server::Server::RestoreDataDir(*config, file);
+  if (!st.ok()) {
+    std::fprintf(stderr, "Error: %s\n", st.message().c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "snapshot") {
+    return SnapshotMain(argc, argv);
+  }
+  if (argc >= 2 && std::string(argv[1]) == "debug") {
+    return keel::cmd::DebugMain(argc, argv);
+  }
+  if (argc >= 2 && std::string(argv[1]) == "member") {
+    return keel::cmd::MemberMain(argc, argv);
+  }
   // Debian builds Abseil without NDEBUG, so every absl::Mutex that gRPC
   // takes also maintains a lock-order graph for deadlock detection; it cost
   // ~3% of a loaded member's CPU (perf). Not a check keel relies on.

@@ -361,6 +361,11 @@ Status Server::Start() {
     }
   }
   KEEL_RETURN_IF_ERROR(transport_->Start());
+  if (config_.initial_corrupt_check && !CheckHashes(/*raise_alarm=*/false)) {
+    return Status::Corruption(
+        "found data inconsistency with peers (--experimental-initial-corrupt-"
+        "check)");
+  }
   KEEL_RETURN_IF_ERROR(node_->Start());
   started_ = true;
   publish_thread_ = std::thread([this] { PublishLoop(); });

@@ -26,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -65,6 +66,13 @@ class Server final : public StateMachine,
  public:
   // Opens or creates the data directory and recovers; does not serve yet.
   static Result<std::unique_ptr<Server>> Open(const ServerConfig& config);
+  // `keel snapshot restore`: makes config.data_dir (which must not exist
+  // or be empty) the data directory of a member of a new cluster (as
+  // described by config's --initial-cluster flags) whose store is the
+  // snapshot in `snapshot_file` (as Snapshot streams it: checked with its
+  // SHA-256 trailer).
+  static Status RestoreDataDir(const ServerConfig& config,
+                               const std::string& snapshot_file);
   ~Server() override;
 
   Status Start();
@@ -136,10 +144,12 @@ class Server final : public StateMachine,
   // learner caught up): the API layer forwards it to the leader.
   Status MemberPromote(const etcdserverpb::MemberPromoteRequest& r,
                        etcdserverpb::MemberPromoteResponse* out);
-  // keel extension: adds and removes several voters in one change through
-  // joint consensus. `add` holds the new members' peer URLs (one entry per
-  // member, URLs comma-separated); returns the new members' ids.
+  // keel extension (proto/keelpb/keel.proto): step 1 adds learners (one
+  // per entry of `add`, URLs comma-separated) and returns their ids; step 2
+  // promotes learners and removes voters in one joint change. Step 2 is
+  // NotLeader unless this member leads.
   Status MemberReplace(const std::vector<std::string>& add,
+                       const std::vector<uint64_t>& promote,
                        const std::vector<uint64_t>& remove,
                        std::vector<uint64_t>* added_ids);
   Status MoveLeader(const etcdserverpb::MoveLeaderRequest& r,
@@ -214,9 +224,9 @@ class Server final : public StateMachine,
       google::protobuf::RepeatedPtrField<etcdserverpb::Member>* out) const;
   void AnswerConfChange(const internal::MemberContext& ctx, Status st);
   void CorruptCheckLoop();
-  // Compares HashKV with every peer at our revision; raises CORRUPT on a
-  // mismatch (leader). Returns false if a peer differs.
-  bool CheckHashes();
+  // Compares HashKV with every peer at our revision; on a mismatch raises
+  // CORRUPT for that peer if raise_alarm. Returns false if a peer differs.
+  bool CheckHashes(bool raise_alarm);
   // Proposes req and waits until this member applied it.
   Result<std::shared_ptr<ApplyResult>> ProposeAndWait(internal::Request req);
   Status WaitReadIndex();
@@ -296,6 +306,9 @@ class Server final : public StateMachine,
   std::atomic<bool> started_{false};
   std::shared_ptr<LeaseWork> lease_work_;  // shared: incomplete here
   std::function<void()> on_removed_;
+  // Removed members still in the configuration (the outgoing half of a
+  // joint one): kept as transport peers until it is left. Loop thread.
+  std::set<uint64_t> leaving_;
   std::thread corrupt_thread_;
 };
 

@@ -16,11 +16,13 @@
 #include <openssl/sha.h>
 #include <spdlog/spdlog.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
 
 #include "api/errors.h"
+#include "common/coding.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
 #include "raft/codec.h"
 #include "server/server.h"
@@ -32,6 +34,9 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 namespace {
+
+// Snapshot files are padded to a multiple of this before the SHA-256.
+constexpr uint64_t kSnapshotAlign = 512;
 
 Status EtcdErr(const api::EtcdError& e) {
   return Status::FailedPrecondition(e.message);
@@ -267,7 +272,7 @@ bool Server::AcceptConfChange(const raft::Entry& entry,
           st = EtcdErr(api::kErrPeerURLExist);
         } else {
           bool learner = ch.type == raft::ConfChangeType::kAddLearnerNode;
-          if (learner) {
+          if (learner && !(m != nullptr && m->replace())) {
             int n = 0;
             for (const auto& [id, o] : cs.members) n += o.is_learner;
             if (n + 1 > 1) st = EtcdErr(api::kErrTooManyLearners);
@@ -313,7 +318,7 @@ bool Server::AcceptConfChange(const raft::Entry& entry,
 
 void Server::ApplyConfChange(const raft::Entry& entry,
                              const raft::ConfChange& cc,
-                             const raft::ConfState&) {
+                             const raft::ConfState& conf) {
   internal::MemberContext ctx;
   const bool has_ctx = !cc.context.empty() && ctx.ParseFromString(cc.context);
   bool removed_self = false;
@@ -344,11 +349,9 @@ void Server::ApplyConfChange(const raft::Entry& entry,
           // A removed member's alarms go with it (etcd's do).
           std::erase_if(cluster_.alarms,
                         [&](const auto& a) { return a.first == ch.node_id; });
-          if (ch.node_id == member_id_) {
-            removed_self = true;
-          } else if (transport_) {
-            transport_->RemovePeer(ch.node_id);
-          }
+          // Still reachable until out of every configuration: in a joint
+          // change it votes in the outgoing half until that is left.
+          if (ch.node_id != member_id_) leaving_.insert(ch.node_id);
           break;
         case raft::ConfChangeType::kUpdateNode: {
           auto it = cluster_.members.find(ch.node_id);
@@ -369,7 +372,29 @@ void Server::ApplyConfChange(const raft::Entry& entry,
     KEEL_CHECK(st.ok()) << st.ToString();
   }
   if (has_ctx) AnswerConfChange(ctx, Status::OK());
-  if (removed_self && node_) {
+  // A removed member stops once it is out of every configuration: in a
+  // joint change it still votes in the outgoing half until that is left.
+  auto in = [this](const std::vector<raft::NodeId>& v) {
+    return std::find(v.begin(), v.end(), member_id_) != v.end();
+  };
+  auto in_conf = [&](uint64_t id) {
+    for (const auto* v : {&conf.voters, &conf.voters_outgoing, &conf.learners,
+                          &conf.learners_next}) {
+      if (std::find(v->begin(), v->end(), id) != v->end()) return true;
+    }
+    return false;
+  };
+  for (auto it = leaving_.begin(); it != leaving_.end();) {
+    if (in_conf(*it) || conf.voters.empty()) {
+      ++it;
+      continue;
+    }
+    if (transport_) transport_->RemovePeer(*it);
+    it = leaving_.erase(it);
+  }
+  removed_self = !in(conf.voters) && !in(conf.voters_outgoing) &&
+                 !in(conf.learners) && !in(conf.learners_next);
+  if (removed_self && node_ && !conf.voters.empty()) {
     spdlog::warn(
         "member {:x}: the member has been permanently removed from the "
         "cluster",
@@ -608,54 +633,84 @@ Status Server::MemberPromote(const etcdserverpb::MemberPromoteRequest& r,
 }
 
 Status Server::MemberReplace(const std::vector<std::string>& add,
+                             const std::vector<uint64_t>& promote,
                              const std::vector<uint64_t>& remove,
                              std::vector<uint64_t>* added_ids) {
-  if (add.empty() && remove.empty()) return EtcdErr(api::kErrMemberBadURLs);
-  internal::MemberContext ctx;
-  raft::ConfChange cc;
-  // Joint consensus, left automatically once the joint configuration is
-  // committed: the cluster never runs on a configuration that has lost a
-  // majority of either the old or the new voters.
-  cc.transition = raft::ConfChangeTransition::kJointImplicit;
-  for (const std::string& list : add) {
-    auto urls = ParseUrls(list);
-    if (!urls.ok()) return EtcdErr(api::kErrMemberBadURLs);
-    const uint64_t id = NewMemberId(*urls, config_.initial_cluster_token);
-    auto* m = ctx.add_members();
-    m->set_id(id);
-    for (const Url& u : *urls) m->add_peer_urls(u.String());
-    cc.changes.push_back({raft::ConfChangeType::kAddNode, id});
-    added_ids->push_back(id);
+  if (!add.empty()) {
+    if (!promote.empty() || !remove.empty()) {
+      return Status::InvalidArgument(
+          "keel: MemberReplace adds learners alone (step 1), then promotes "
+          "and removes (step 2)");
+    }
+    KEEL_RETURN_IF_ERROR(MayAddMember(/*is_learner=*/true));
+    for (const std::string& list : add) {
+      auto urls = ParseUrls(list);
+      if (!urls.ok()) return EtcdErr(api::kErrMemberBadURLs);
+      const uint64_t id = NewMemberId(*urls, config_.initial_cluster_token);
+      internal::MemberContext ctx;
+      ctx.set_id(id);
+      ctx.set_is_learner(true);
+      ctx.set_replace(true);
+      for (const Url& u : *urls) ctx.add_peer_urls(u.String());
+      raft::ConfChange cc;
+      cc.changes.push_back({raft::ConfChangeType::kAddLearnerNode, id});
+      KEEL_RETURN_IF_ERROR(ProposeConfChangeAndWait(std::move(cc), ctx));
+      added_ids->push_back(id);
+    }
+    return Status::OK();
   }
-  for (uint64_t id : remove) {
-    ctx.add_members()->set_id(id);
-    cc.changes.push_back({raft::ConfChangeType::kRemoveNode, id});
+  if (promote.empty() && remove.empty()) {
+    return Status::InvalidArgument("keel: MemberReplace with nothing to do");
   }
+  // Every learner to promote must have caught up (the leader knows).
+  for (uint64_t id : promote) KEEL_RETURN_IF_ERROR(MayPromoteMember(id));
   if (config_.strict_reconfig_check) {
-    // The voters that stay and are connected must be a majority of the
-    // new configuration without the members still to start... and of the
-    // old one: otherwise neither half of the joint quorum can commit.
+    // Both halves of the joint configuration need a quorum of members that
+    // are up, or the change could not commit (or leave the joint state).
     ClusterState cs;
     {
       std::lock_guard lock(state_mu_);
       cs = cluster_;
     }
     std::set<uint64_t> gone(remove.begin(), remove.end());
-    int old_voters = 0, old_active = 0, staying_active = 0;
+    std::set<uint64_t> joining(promote.begin(), promote.end());
+    int old_voters = 0, old_up = 0, new_voters = 0, new_up = 0;
     for (const auto& [id, m] : cs.members) {
-      if (m.is_learner) continue;
-      old_voters++;
-      bool up = PeerConnected(id) && !m.name.empty();
-      old_active += up;
-      if (!gone.count(id)) staying_active += up;
+      const bool up = PeerConnected(id);
+      if (!m.is_learner) {
+        old_voters++;
+        old_up += up;
+      }
+      if ((!m.is_learner && !gone.count(id)) || joining.count(id)) {
+        new_voters++;
+        new_up += up;
+      }
     }
-    int new_voters = old_voters - static_cast<int>(gone.size()) +
-                     static_cast<int>(add.size());
-    if (old_active < old_voters / 2 + 1 ||
-        staying_active < new_voters / 2 + 1 - static_cast<int>(add.size())) {
+    if (new_voters == 0 || old_up < old_voters / 2 + 1 ||
+        new_up < new_voters / 2 + 1) {
       return EtcdErr(api::kErrUnhealthy);
     }
   }
+  internal::MemberContext ctx;
+  raft::ConfChange cc;
+  // Joint consensus, left automatically once the joint configuration is
+  // committed: no decision is ever taken by the old or the new voters
+  // alone while the change is under way.
+  cc.transition = raft::ConfChangeTransition::kJointImplicit;
+  for (uint64_t id : promote) {
+    auto* m = ctx.add_members();
+    m->set_id(id);
+    m->set_promote(true);
+    cc.changes.push_back({raft::ConfChangeType::kAddNode, id});
+  }
+  for (uint64_t id : remove) {
+    ctx.add_members()->set_id(id);
+    cc.changes.push_back({raft::ConfChangeType::kRemoveNode, id});
+  }
+  spdlog::info(
+      "replacing members: promoting {} learner(s), removing {} "
+      "voter(s) in one joint change",
+      promote.size(), remove.size());
   return ProposeConfChangeAndWait(std::move(cc), ctx);
 }
 
@@ -727,18 +782,32 @@ Status Server::Snapshot(
                info->revision, info->size_bytes);
   SHA256_CTX sha;
   SHA256_Init(&sha);
-  const uint64_t total = info->size_bytes + SHA256_DIGEST_LENGTH;
+  // etcdctl insists that the file's size modulo 512 is the trailer's 32
+  // (etcd's database is made of pages): pad with zeros, then the length
+  // of the store's part (fixed64), so that restore finds where it ends.
+  const uint64_t pad =
+      (kSnapshotAlign - (info->size_bytes + 8) % kSnapshotAlign) %
+      kSnapshotAlign;
+  const uint64_t total = info->size_bytes + pad + 8 + SHA256_DIGEST_LENGTH;
+  uint64_t sent = 0;
   std::string buf(1 << 20, '\0');
   while (true) {
     in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
     size_t n = static_cast<size_t>(in.gcount());
     if (n == 0) break;
     SHA256_Update(&sha, buf.data(), n);
+    sent += n;
     if (!write(std::string_view(buf.data(), n), total)) {
       return Status::Aborted("the client went away");
     }
   }
-  if (in.bad()) return Status::IOError("reading " + path);
+  if (in.bad() || sent != info->size_bytes) {
+    return Status::IOError("reading " + path);
+  }
+  std::string tail(pad, '\0');
+  PutFixed64(&tail, info->size_bytes);
+  SHA256_Update(&sha, tail.data(), tail.size());
+  if (!write(tail, total)) return Status::Aborted("the client went away");
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256_Final(digest, &sha);
   if (!write(std::string_view(reinterpret_cast<char*>(digest),
@@ -751,7 +820,7 @@ Status Server::Snapshot(
 
 // ---------------- corruption check ----------------
 
-bool Server::CheckHashes() {
+bool Server::CheckHashes(bool raise_alarm) {
   auto mine = store_->HashKV(0);
   if (!mine.ok()) return true;
   std::map<uint64_t, std::vector<std::string>> peers;
@@ -781,7 +850,8 @@ bool Server::CheckHashes() {
         "member {:x} has hash {} at revision {}; member {:x} (this one) has "
         "{}: data inconsistency; raising the CORRUPT alarm",
         id, resp.hash(), mine->revision, member_id_, mine->hash);
-    if (!node_) continue;  // the initial check: the caller refuses to start
+    if (!raise_alarm)
+      continue;  // the initial check: the caller refuses to start
     internal::Request areq;
     auto* a = areq.mutable_alarm();
     a->set_action(etcdserverpb::AlarmRequest::ACTIVATE);
@@ -808,8 +878,119 @@ void Server::CorruptCheckLoop() {
       corrupt = cluster_.HasAlarm(AlarmType::kCorrupt);
     }
     // etcd's leader checks its followers; one alarm is enough.
-    if (IsLeader() && !corrupt) CheckHashes();
+    if (IsLeader() && !corrupt) CheckHashes(/*raise_alarm=*/true);
   }
+}
+
+}  // namespace keel::server
+
+namespace keel::server {
+
+// ---------------- snapshot restore ----------------
+
+Status Server::RestoreDataDir(const ServerConfig& config,
+                              const std::string& snapshot_file) {
+  std::error_code ec;
+  if (fs::exists(config.data_dir, ec) && !fs::is_empty(config.data_dir, ec)) {
+    return Status::FailedPrecondition("data-dir \"" + config.data_dir +
+                                      "\" exists");
+  }
+  std::ifstream in(snapshot_file, std::ios::binary);
+  if (!in) return Status::NotFound("cannot open " + snapshot_file);
+  in.seekg(0, std::ios::end);
+  const auto size = static_cast<uint64_t>(in.tellg());
+  in.seekg(0);
+  if (size < SHA256_DIGEST_LENGTH + 8) {
+    return Status::Corruption(snapshot_file + ": too short for a snapshot");
+  }
+  auto opened = Server::Open(config);  // an empty store and a new cluster
+  if (!opened.ok()) return opened.status();
+  std::unique_ptr<Server> s = std::move(opened).value();
+  auto fail = [&](Status st) {
+    s.reset();
+    fs::remove_all(config.data_dir, ec);
+    return st;
+  };
+  // The store's part, checked against the SHA-256 trailer as it is copied;
+  // then zero padding and the part's length (see Snapshot).
+  const uint64_t hashed = size - SHA256_DIGEST_LENGTH;
+  uint64_t part = 0;
+  {
+    char len[8];
+    in.seekg(static_cast<std::streamoff>(hashed - 8));
+    in.read(len, 8);
+    part = DecodeFixed64(len);
+    in.seekg(0);
+  }
+  if (hashed < 8 || part > hashed - 8) {
+    return fail(
+        Status::Corruption(snapshot_file +
+                           ": not a keel snapshot (bad length before the "
+                           "SHA-256 trailer)"));
+  }
+  const std::string body = (fs::path(s->SnapDir()) / "restore.snap").string();
+  {
+    std::ofstream out(body, std::ios::binary | std::ios::trunc);
+    SHA256_CTX sha;
+    SHA256_Init(&sha);
+    std::string buf(1 << 20, '\0');
+    uint64_t done = 0;
+    while (done < hashed) {
+      size_t n =
+          static_cast<size_t>(std::min<uint64_t>(hashed - done, buf.size()));
+      in.read(buf.data(), static_cast<std::streamsize>(n));
+      if (static_cast<size_t>(in.gcount()) != n) {
+        return fail(Status::IOError("reading " + snapshot_file));
+      }
+      SHA256_Update(&sha, buf.data(), n);
+      if (done < part) {
+        out.write(buf.data(), static_cast<std::streamsize>(
+                                  std::min<uint64_t>(n, part - done)));
+      }
+      done += n;
+    }
+    unsigned char want[SHA256_DIGEST_LENGTH], got[SHA256_DIGEST_LENGTH];
+    in.read(reinterpret_cast<char*>(want), SHA256_DIGEST_LENGTH);
+    SHA256_Final(got, &sha);
+    if (in.gcount() != SHA256_DIGEST_LENGTH ||
+        std::memcmp(want, got, SHA256_DIGEST_LENGTH) != 0) {
+      return fail(
+          Status::Corruption(snapshot_file +
+                             ": the SHA-256 trailer (last 32 bytes) does not "
+                             "match the content: the file is damaged or not a "
+                             "keel snapshot"));
+    }
+    out.flush();
+    if (!out) return fail(Status::IOError("writing " + body));
+  }
+  Status st = s->store_->RestoreSnapshot(body);
+  fs::remove(body, ec);
+  if (!st.ok()) {
+    return fail(Status::Corruption(snapshot_file + ": " + st.message()));
+  }
+  // The new cluster's log starts right after the store's applied index
+  // (every member restores the same file, so all agree on it): its raft
+  // snapshot moves there from the bootstrap one at index 1.
+  const mvcc::ConsistentIndex ci = s->store_->consistent_index();
+  if (ci.index > 1) {
+    auto boot = s->storage_->GetSnapshot();
+    if (!boot.ok()) return fail(boot.status());
+    raft::Snapshot snap = *boot;
+    snap.metadata.index = ci.index;
+    snap.metadata.term = std::max<uint64_t>(ci.term, 1);
+    st = s->storage_->ApplySnapshot(snap);
+    if (st.ok()) {
+      st = s->storage_->SetHardState(
+          {snap.metadata.term, raft::kNone, snap.metadata.index});
+    }
+  }
+  if (st.ok()) st = s->store_->ForceCommit();
+  if (!st.ok()) return fail(st);
+  spdlog::info(
+      "restored {} into {}: member {:x} of the new cluster {:x}, revision {}",
+      snapshot_file, config.data_dir, s->member_id(), s->cluster_id(),
+      s->store_->CurrentRevision());
+  return Status::OK();
 }
 
 }  // namespace keel::server
