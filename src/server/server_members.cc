@@ -479,7 +479,17 @@ Status Server::MayPromoteMember(uint64_t id) {
   if (s.leader != member_id_ || s.progress.empty()) {
     return EtcdErr(api::kErrNotLeader);
   }
+  bool learner;
+  {
+    std::lock_guard lock(state_mu_);
+    auto m = cluster_.members.find(id);
+    learner = m != cluster_.members.end() && m->second.is_learner;
+  }
   auto it = s.progress.find(id);
+  if (learner && it == s.progress.end()) {
+    // Just added: the published progress does not show it yet.
+    return EtcdErr(api::kErrLearnerNotReady);
+  }
   if (it != s.progress.end()) {
     // etcd: the learner's match index within 90% of the leader's.
     // (The leader's own match may lag its log in the core's tracker: the

@@ -35,7 +35,7 @@ def add_member(via, new, *extra: str, timeout: float = 30) -> int:
     m = re.search(r'ETCD_INITIAL_CLUSTER="([^"]*)"', r.out)
     assert m, r.out
     new.initial_cluster = m.group(1)
-    mid = re.search(r"Member ([0-9a-f]+) added", r.out)
+    mid = re.search(r"Member\s+([0-9a-f]+) added", r.out)
     assert mid, r.out
     return int(mid.group(1), 16)
 
@@ -65,7 +65,7 @@ def test_member_errors_single(make_cluster):
     # A learner that never started is not in sync; a second learner is one
     # too many.
     r = m0.ctl_ok("member", "add", "l1", "--learner", "--peer-urls=http://127.0.0.1:1")
-    lid = int(re.search(r"Member ([0-9a-f]+) added", r.out).group(1), 16)
+    lid = int(re.search(r"Member\s+([0-9a-f]+) added", r.out).group(1), 16)
     ms = {int(x["ID"]): x for x in members_of(m0)}
     assert ms[lid].get("isLearner") is True and ms[lid].get("name", "") == ""
     r = m0.ctl("member", "promote", f"{lid:x}")
