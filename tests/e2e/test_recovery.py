@@ -18,6 +18,15 @@ def test_force_new_cluster_keeps_data(make_cluster):
         acked = load.stop()
     survivor = c[0]
     sid = member_id(survivor)
+    # The survivor must hold every acknowledged write (a quorum may have
+    # acknowledged one it had not received yet: that one would be lost).
+    # A few more writes carry the commit index of the earlier ones into
+    # the survivor's log (etcd persists it with later entries).
+    for i in range(3):
+        survivor.ctl_ok("put", f"fence{i}", "x")
+    want = max(int(m.status()["header"]["revision"]) for m in c.members)
+    wait_for(lambda: int(survivor.status()["header"]["revision"]) >= want, 20,
+             "the survivor to apply every acknowledged write")
     c.stop()  # all three gone: m1 and m2 never come back
 
     survivor.extra_flags["force-new-cluster"] = None
