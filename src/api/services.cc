@@ -223,8 +223,8 @@ Result<std::unique_ptr<ClientApi>> ClientApi::Start(server::Server* s) {
       s->config().max_request_bytes + kGrpcOverheadBytes, INT_MAX)));
   b.SetMaxSendMessageSize(INT_MAX);
   // Metrics for every RPC (go-grpc-prometheus's names, as etcd's).
-  std::vector<std::unique_ptr<
-      grpc::experimental::ServerInterceptorFactoryInterface>>
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
   interceptors.push_back(std::make_unique<GrpcMetricsFactory>(
       std::vector<std::string>{"etcdserverpb.KV", "etcdserverpb.Watch",
