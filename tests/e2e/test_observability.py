@@ -12,7 +12,13 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families  # python3-prometheus-client
 
+import pytest
+
 import cluster as cl
+
+# keel serves /metrics and /health once the HTTP/1.1 module is on the client
+# port; until then these fail on keel (strict xfail: unmark when they pass).
+needs_http = pytest.mark.keel_xfail(reason="keel does not serve HTTP (/metrics, /health) yet")
 
 # Names etcd itself exposes that promtool's linter dislikes (a gauge named
 # *_total, a counter without _total): kept as they are, for dashboards.
@@ -92,7 +98,8 @@ def promtool_problems(text: str) -> list[str]:
     return [ln for ln in lines if ln.split(" ")[0] not in ETCD_LEGACY_NAMES]
 
 
-def test_metrics_move_as_the_cluster_works(make_cluster, uniq):
+@needs_http
+def test_metrics_move_and_health_flips_without_quorum(make_cluster, uniq):
     c = make_cluster(3)
     urls = [m.client_url for m in c.members]
     leader = c.leader()
@@ -143,21 +150,14 @@ def test_metrics_move_as_the_cluster_works(make_cluster, uniq):
     for lab, _ in s.labelled("etcd_network_peer_round_trip_time_seconds_count"):
         check_histogram(s, "etcd_network_peer_round_trip_time_seconds", To=lab["To"])
 
-
-def test_health_and_has_leader_flip_when_quorum_is_lost(make_cluster):
-    c = make_cluster(3)
-    c.wait_ready()
+    # Quorum lost: /health and etcd_server_has_leader flip on the survivor.
     survivor = c[0]
     status, body = http_get(survivor.client_url + "/health")
     assert status == 200 and json.loads(body)["health"] == "true", body
     c[1].kill()
     c[2].kill()
-
-    def lost():
-        s = scrape(survivor.client_url)
-        return s.value("etcd_server_has_leader") == 0
-
-    cl.wait_for(lost, 20, "etcd_server_has_leader to drop to 0 without quorum")
+    cl.wait_for(lambda: scrape(survivor.client_url).value("etcd_server_has_leader") == 0, 20,
+                "etcd_server_has_leader to drop to 0 without quorum")
     status, body = http_get(survivor.client_url + "/health", timeout=15)
     assert status == 503 and json.loads(body)["health"] == "false", (status, body)
     s = scrape(survivor.client_url)
@@ -165,6 +165,7 @@ def test_health_and_has_leader_flip_when_quorum_is_lost(make_cluster):
     assert s.value("etcd_server_health_success") >= 1
 
 
+@needs_http
 def test_listen_metrics_urls_serves_metrics(make_cluster):
     port = cl.free_port()
     c = make_cluster(1, extra_flags={"listen-metrics-urls": f"http://127.0.0.1:{port}"})
