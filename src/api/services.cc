@@ -180,6 +180,8 @@ ClientApi::~ClientApi() { Shutdown(); }
 void ClientApi::Shutdown() {
   // Stop taking connections, end the HTTP ones (their streaming calls
   // cancel), then gRPC.
+  if (metrics_listener_) metrics_listener_->Stop();
+  if (metrics_http_) metrics_http_->Shutdown();
   if (listener_) listener_->Stop();
   if (http_) http_->Shutdown();
   if (grpc_) {
@@ -255,6 +257,7 @@ Result<std::unique_ptr<ClientApi>> ClientApi::Start(server::Server* s) {
     }
   }
   KEEL_RETURN_IF_ERROR(api->ServeClientUrls(s));
+  KEEL_RETURN_IF_ERROR(api->ServeMetricsUrls(s));
   return api;
 }
 

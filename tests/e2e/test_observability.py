@@ -12,13 +12,7 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families  # python3-prometheus-client
 
-import pytest
-
 import cluster as cl
-
-# keel serves /metrics and /health once the HTTP/1.1 module is on the client
-# port; until then these fail on keel (strict xfail: unmark when they pass).
-needs_http = pytest.mark.keel_xfail(reason="keel does not serve HTTP (/metrics, /health) yet")
 
 # Names etcd itself exposes that promtool's linter dislikes (a gauge named
 # *_total, a counter without _total): kept as they are, for dashboards.
@@ -98,7 +92,6 @@ def promtool_problems(text: str) -> list[str]:
     return [ln for ln in lines if ln.split(" ")[0] not in ETCD_LEGACY_NAMES]
 
 
-@needs_http
 def test_metrics_move_and_health_flips_without_quorum(make_cluster, uniq):
     c = make_cluster(3)
     urls = [m.client_url for m in c.members]
@@ -165,13 +158,17 @@ def test_metrics_move_and_health_flips_without_quorum(make_cluster, uniq):
     assert s.value("etcd_server_health_success") >= 1
 
 
-@needs_http
 def test_listen_metrics_urls_serves_metrics(make_cluster):
     port = cl.free_port()
-    c = make_cluster(1, extra_flags={"listen-metrics-urls": f"http://127.0.0.1:{port}"})
+    c = make_cluster(1, extra_flags={"listen-metrics-urls": f"http://127.0.0.1:{port}",
+                                     "metrics": "extensive"})
+    c[0].ctl_ok("put", "/metrics-test/k", "v")
     s = scrape(f"http://127.0.0.1:{port}")
     assert s.value("etcd_server_has_leader") == 1
     assert s.families["etcd_disk_wal_fsync_duration_seconds"].type == "histogram"
+    # --metrics=extensive adds the per-method latency histogram.
+    put = dict(grpc_type="unary", grpc_service="etcdserverpb.KV", grpc_method="Put")
+    assert check_histogram(s, "grpc_server_handling_seconds", **put) >= 1
     status, body = http_get(f"http://127.0.0.1:{port}/health")
     assert status == 200 and json.loads(body)["health"] == "true", body
     assert c[0].running()
