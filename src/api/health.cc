@@ -6,6 +6,7 @@
 
 #include "api/gateway.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
+#include "server/server_metrics.h"
 
 namespace keel::api {
 namespace {
@@ -130,6 +131,8 @@ void RegisterHealth(http::Router* router,
         if (healthy) {
           healthy = checks->Read(req.QueryParam("serializable") == "true");
         }
+        auto& m = server::ServerMetrics::Get();
+        (healthy ? m.health_success : m.health_failures).Inc();
         w.Send(healthy ? 200 : 503, "text/plain; charset=utf-8",
                healthy ? "{\"health\":\"true\"}" : "{\"health\":\"false\"}");
       });

@@ -8,6 +8,7 @@
 
 #include "api/client_tls.h"
 #include "api/errors.h"
+#include "api/grpc_metrics.h"
 
 namespace keel::api {
 
@@ -259,6 +260,8 @@ ClientApi::~ClientApi() { Shutdown(); }
 void ClientApi::Shutdown() {
   // Stop taking connections, end the HTTP ones (their streaming calls
   // cancel), then gRPC.
+  if (metrics_listener_) metrics_listener_->Stop();
+  if (metrics_http_) metrics_http_->Shutdown();
   if (listener_) listener_->Stop();
   if (http_) http_->Shutdown();
   if (grpc_) {
@@ -301,6 +304,17 @@ Result<std::unique_ptr<ClientApi>> ClientApi::Start(server::Server* s) {
   b.SetMaxReceiveMessageSize(static_cast<int>(std::min<uint64_t>(
       s->config().max_request_bytes + kGrpcOverheadBytes, INT_MAX)));
   b.SetMaxSendMessageSize(INT_MAX);
+  // Metrics for every RPC (go-grpc-prometheus's names, as etcd's).
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(std::make_unique<GrpcMetricsFactory>(
+      std::vector<std::string>{"etcdserverpb.KV", "etcdserverpb.Watch",
+                               "etcdserverpb.Lease", "etcdserverpb.Cluster",
+                               "etcdserverpb.Maintenance", "etcdserverpb.Auth",
+                               "grpc.health.v1.Health"},
+      s->config().metrics == "extensive"));
+  b.experimental().SetInterceptorCreators(std::move(interceptors));
   b.RegisterService(&api->kv_);
   b.RegisterService(&api->maintenance_);
   b.RegisterService(&api->cluster_);
@@ -324,6 +338,7 @@ Result<std::unique_ptr<ClientApi>> ClientApi::Start(server::Server* s) {
     }
   }
   KEEL_RETURN_IF_ERROR(api->ServeClientUrls(s));
+  KEEL_RETURN_IF_ERROR(api->ServeMetricsUrls(s));
   return api;
 }
 

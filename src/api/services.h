@@ -135,6 +135,9 @@ class ClientApi {
   // Routes, and serves gRPC and HTTP/1.1 on the client URLs
   // (client_http.cc).
   Status ServeClientUrls(server::Server* s);
+  // /metrics on the client URLs, and --listen-metrics-urls
+  // (metrics_http.cc).
+  Status ServeMetricsUrls(server::Server* s);
 
   KvService kv_;
   MaintenanceService maintenance_;
@@ -151,6 +154,9 @@ class ClientApi {
   http::Router router_;
   std::unique_ptr<http::Server> http_;
   std::unique_ptr<http::Listener> listener_;
+  http::Router metrics_router_;
+  std::unique_ptr<http::Server> metrics_http_;
+  std::unique_ptr<http::Listener> metrics_listener_;
 };
 
 }  // namespace keel::api

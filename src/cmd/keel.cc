@@ -17,6 +17,7 @@
 #include "api/services.h"
 #include "cmd/keel_debug.h"
 #include "cmd/keel_member.h"
+#include "common/log.h"
 #include "server/config.h"
 #include "server/server.h"
 
@@ -77,13 +78,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "keel: %s\n", config.status().message().c_str());
     return 1;
   }
-  const std::string& level = config->log_level;
-  spdlog::set_level(level == "debug"   ? spdlog::level::debug
-                    : level == "warn"  ? spdlog::level::warn
-                    : level == "error" ? spdlog::level::err
-                    : (level == "panic" || level == "fatal")
-                        ? spdlog::level::critical
-                        : spdlog::level::info);
+  keel::Status logging = keel::log::Configure(
+      config->log_level, config->log_format, config->log_outputs);
+  if (!logging.ok()) {
+    std::fprintf(stderr, "keel: %s\n", logging.message().c_str());
+    return 1;
+  }
 
   // Signals are taken synchronously by this thread, so block them before
   // any other thread starts (threads inherit the mask).

@@ -183,7 +183,8 @@ Result<uint32_t> Store::Hash() const {
 
 DbStats Store::Stats() const {
   std::shared_lock l(mu_);
-  return DbStats{backend_->SizeBytes(), backend_->LiveDataBytes()};
+  return DbStats{backend_->SizeBytes(), backend_->LiveDataBytes(),
+                 state_->index.size()};
 }
 
 Result<SnapshotInfo> Store::ExportSnapshot(const std::string& path) const {

@@ -209,6 +209,7 @@ struct HashKVResult {
 struct DbStats {
   uint64_t size_bytes = 0;         // SST files + memtables (etcd's dbSize)
   uint64_t size_in_use_bytes = 0;  // RocksDB's live-data estimate
+  uint64_t keys = 0;               // keys in the index (tombstoned included)
 };
 
 // Describes a snapshot written by Store::ExportSnapshot.

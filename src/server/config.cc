@@ -202,6 +202,8 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
   std::string force_new_cluster = "false";
   std::string strict_reconfig = "true";
   std::string initial_corrupt_check = "false";
+  std::string listen_metrics;
+  std::string log_outputs = "default";
   CLI::App app{
       "keel: a strongly consistent key-value store that speaks the "
       "etcd v3 API"};
@@ -301,6 +303,27 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
       ->envname("ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL");
   SecurityFlags security_flags;
   AddSecurityFlags(app, &c.security, &security_flags);
+  app.add_option("--logger", c.logger,
+                 "Currently only supports 'zap' for structured logging "
+                 "('capnslog' is accepted and logs the same way).")
+      ->envname("ETCD_LOGGER");
+  app.add_option("--log-outputs", log_outputs,
+                 "Specify 'stdout' or 'stderr' to skip journald logging even "
+                 "when running under systemd, or list of comma separated "
+                 "output targets.")
+      ->envname("ETCD_LOG_OUTPUTS");
+  app.add_option("--log-format", c.log_format,
+                 "Configures log format. Only supports json, console.")
+      ->envname("ETCD_LOG_FORMAT");
+  app.add_option("--listen-metrics-urls", listen_metrics,
+                 "List of URLs to listen on for the metrics and health "
+                 "endpoints.")
+      ->envname("ETCD_LISTEN_METRICS_URLS");
+  app.add_option("--metrics", c.metrics,
+                 "Set level of detail for exported metrics, specify "
+                 "'extensive' to include server side grpc histogram "
+                 "metrics.")
+      ->envname("ETCD_METRICS");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -369,6 +392,19 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
                              &c.initial_advertise_peer_urls));
   KEEL_RETURN_IF_ERROR(FinishSecurityFlags(security_flags, c.listen_client_urls,
                                            c.listen_peer_urls, &c.security));
+  if (!listen_metrics.empty()) {
+    KEEL_RETURN_IF_ERROR(
+        parse("listen-metrics-urls", listen_metrics, &c.listen_metrics_urls));
+  }
+  c.log_outputs.clear();
+  {
+    std::stringstream ss(log_outputs);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      if (!item.empty()) c.log_outputs.push_back(item);
+    }
+    if (c.log_outputs.empty()) c.log_outputs.push_back("default");
+  }
   if (initial_cluster.empty()) {
     // etcd: the cluster of this member alone, under its name.
     c.initial_cluster[c.name] = c.initial_advertise_peer_urls;
@@ -415,6 +451,18 @@ Status Validate(const ServerConfig& c) {
   if (std::find(std::begin(kLevels), std::end(kLevels), c.log_level) ==
       std::end(kLevels)) {
     return Status::InvalidArgument("unknown log level: " + c.log_level);
+  }
+  if (c.logger != "zap" && c.logger != "capnslog") {
+    return Status::InvalidArgument("unknown logger option \"" + c.logger +
+                                   "\"");
+  }
+  if (c.log_format != "json" && c.log_format != "console") {
+    return Status::InvalidArgument("unknown log format: " + c.log_format +
+                                   ", supported values: json, console");
+  }
+  if (c.metrics != "basic" && c.metrics != "extensive") {
+    return Status::InvalidArgument("unknown metrics option \"" + c.metrics +
+                                   "\" (want basic or extensive)");
   }
   auto it = c.initial_cluster.find(c.name);
   if (it == c.initial_cluster.end()) {

@@ -60,6 +60,16 @@ struct ServerConfig {
   // --experimental-watch-progress-notify-interval (etcd's default 10m).
   int64_t watch_progress_notify_interval_ms = 10 * 60 * 1000;
   SecurityConfig security;  // TLS and auth (security_config.h)
+  // "zap" (etcd's structured logger) or "capnslog" (accepted; same output).
+  std::string logger = "zap";
+  // "default" (stderr), "stderr", "stdout", or file paths.
+  std::vector<std::string> log_outputs = {"default"};
+  // "console" (human-readable) or "json" (one JSON object per line).
+  std::string log_format = "console";
+  // Extra URLs serving /metrics and /health (besides the client URLs).
+  std::vector<Url> listen_metrics_urls;
+  // "basic" or "extensive" (adds gRPC handling-time histograms).
+  std::string metrics = "basic";
 
   // Test only (tests/jepsen), keel extensions; never set in production.
   // Network faults for this member's peer messages from a rules file

@@ -5,7 +5,9 @@
 #include <algorithm>
 
 #include "common/coding.h"
+#include "common/log.h"
 #include "raft/codec.h"
+#include "server/server_metrics.h"
 
 namespace keel::server {
 
@@ -298,13 +300,32 @@ void RaftNode::FailAllReads(const Status& s) {
 
 void RaftNode::HandleReady() {
   raft::Ready rd = node_->GetReady();
+  if (rd.soft_state && rd.soft_state->role != last_role_) {
+    if (rd.soft_state->role == raft::StateRole::kLeader) {
+      // etcd's raft logs "<id> became leader at term <term>".
+      KEEL_LOG_INFO(fmt::format("{:x} became leader at term {}", options_.id,
+                                node_->term()),
+                    log::Id("local-member-id", options_.id),
+                    log::F("term", node_->term()));
+    }
+    last_role_ = rd.soft_state->role;
+  }
   if (rd.soft_state && rd.soft_state->lead != last_leader_) {
     if (rd.soft_state->lead == raft::kNone) {
-      spdlog::warn("raft: {:x} lost leader {:x} at term {}", options_.id,
-                   last_leader_, node_->term());
+      KEEL_LOG_WARN(fmt::format("raft.node: {:x} lost leader {:x} at term {}",
+                                options_.id, last_leader_, node_->term()),
+                    log::Id("local-member-id", options_.id),
+                    log::Id("lost-leader-id", last_leader_),
+                    log::F("term", node_->term()));
     } else {
-      spdlog::info("raft: {:x} elected leader {:x} at term {}", options_.id,
-                   rd.soft_state->lead, node_->term());
+      KEEL_LOG_INFO(
+          fmt::format("raft.node: {:x} elected leader {:x} at term {}",
+                      options_.id, rd.soft_state->lead, node_->term()),
+          log::Id("local-member-id", options_.id),
+          log::Id("leader-id", rd.soft_state->lead),
+          log::F("term", node_->term()));
+      // etcd counts a change to a (new) leader, not the loss of one.
+      ServerMetrics::Get().leader_changes.Inc();
     }
     last_leader_ = rd.soft_state->lead;
     // Rounds not yet answered will not be: the core dropped them. Ask again.
@@ -320,6 +341,11 @@ void RaftNode::HandleReady() {
   if (leader && !rd.messages.empty()) sender_->Send(std::move(rd.messages));
 
   if (!rd.snapshot.IsEmpty()) {
+    ServerMetrics::Get().snapshot_apply_in_progress.Set(1);
+    KEEL_LOG_INFO(
+        "applying snapshot", log::Id("local-member-id", options_.id),
+        log::F("incoming-leader-snapshot-index", rd.snapshot.metadata.index),
+        log::F("incoming-leader-snapshot-term", rd.snapshot.metadata.term));
     Status st = storage_->ApplySnapshot(rd.snapshot);
     KEEL_CHECK(st.ok() || st.code() == Status::Code::kSnapshotOutOfDate)
         << "persisting a snapshot failed: " << st.ToString();
@@ -329,8 +355,11 @@ void RaftNode::HandleReady() {
     applied_ = rd.snapshot.metadata.index;
     snapshot_index_ = applied_;
     conf_state_ = rd.snapshot.metadata.conf_state;
-    spdlog::info("raft: {:x} applied snapshot at index {} term {}", options_.id,
-                 rd.snapshot.metadata.index, rd.snapshot.metadata.term);
+    ServerMetrics::Get().snapshot_apply_in_progress.Set(0);
+    KEEL_LOG_INFO(
+        "applied snapshot", log::Id("local-member-id", options_.id),
+        log::F("incoming-leader-snapshot-index", rd.snapshot.metadata.index),
+        log::F("incoming-leader-snapshot-term", rd.snapshot.metadata.term));
   }
   if (!rd.hard_state.IsEmpty()) {
     unsynced_hs_ = rd.hard_state;
@@ -392,7 +421,16 @@ void RaftNode::ApplyCommitted(const std::vector<raft::Entry>& entries) {
         }
       }
     } else {
+      auto start = Clock::now();
       sm_->Apply(e);
+      auto took = Clock::now() - start;
+      if (took > kWarnApplyDuration) {
+        ServerMetrics::Get().slow_apply.Inc();
+        KEEL_LOG_WARN("apply request took too long", log::F("took", took),
+                      log::F("expected-duration", kWarnApplyDuration),
+                      log::F("index", e.index),
+                      log::F("request-size", e.data.size()));
+      }
     }
     applied_ = e.index;
   }
@@ -406,6 +444,7 @@ void RaftNode::MaybeSnapshot() {
     return;
   }
   force_snapshot_ = false;
+  auto start = Clock::now();
   Status st = sm_->Sync();
   KEEL_CHECK(st.ok()) << "state machine sync: " << st.ToString();
   auto snap = storage_->CreateSnapshot(applied_, &conf_state_,
@@ -416,15 +455,21 @@ void RaftNode::MaybeSnapshot() {
     return;
   }
   snapshot_index_ = applied_;
+  ServerMetrics::Get().snap_save_total_duration.Observe(
+      std::chrono::duration<double>(Clock::now() - start).count());
+  KEEL_LOG_INFO("saved snapshot", log::Id("local-member-id", options_.id),
+                log::F("snapshot-index", applied_));
   if (applied_ > options_.snapshot_catchup_entries) {
     uint64_t compact = applied_ - options_.snapshot_catchup_entries;
     if (compact >= storage_->FirstIndex()) {
       st = storage_->Compact(compact);
-      if (!st.ok())
+      if (st.ok()) {
+        KEEL_LOG_INFO("compacted Raft logs", log::F("compact-index", compact));
+      } else {
         spdlog::warn("raft: compact to {}: {}", compact, st.ToString());
+      }
     }
   }
-  spdlog::info("raft: {:x} saved snapshot at index {}", options_.id, applied_);
 }
 
 void RaftNode::PublishStatus() {
@@ -448,6 +493,16 @@ void RaftNode::PublishStatus() {
     for (const auto& [id, p] : ns.progress) status_.progress[id] = p;
   }
   if (leader_changed) cv_.notify_all();
+  ServerMetrics& m = ServerMetrics::Get();
+  m.has_leader.Set(ns.soft_state.lead != raft::kNone ? 1 : 0);
+  m.is_leader.Set(ns.soft_state.role == raft::StateRole::kLeader ? 1 : 0);
+  m.proposals_committed.Set(static_cast<double>(ns.hard_state.commit));
+  m.proposals_applied.Set(static_cast<double>(applied_));
+  const auto& learners = conf_state_.learners;
+  m.is_learner.Set(std::find(learners.begin(), learners.end(), options_.id) !=
+                           learners.end()
+                       ? 1
+                       : 0);
 }
 
 }  // namespace keel::server

@@ -209,6 +209,7 @@ class RaftNode {
   // Rounds started, by context; completed in order.
   std::map<uint64_t, PendingRead> reads_in_flight_;
   raft::NodeId last_leader_ = 0;
+  raft::StateRole last_role_ = raft::StateRole::kFollower;
   // The hard state last made durable, and a newer one kept back because
   // only its commit index moved (see HandleReady).
   raft::HardState synced_hs_;

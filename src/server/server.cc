@@ -9,11 +9,13 @@
 #include <random>
 
 #include "api/errors.h"
+#include "common/log.h"
 #include "mvcc/request_check.h"
 #include "raft/codec.h"
 #include "server/convert.h"
 #include "server/request_checks.h"
 #include "server/tls_setup.h"
+#include "server/server_metrics.h"
 
 namespace keel::server {
 
@@ -54,8 +56,13 @@ class FileSource : public transport::ByteSource {
 // on Finish; removed if abandoned.
 class FileSink : public transport::ByteSink {
  public:
-  explicit FileSink(std::string final_path)
-      : final_(std::move(final_path)), tmp_(final_ + ".tmp") {
+  FileSink(std::string final_path, uint64_t local, uint64_t from,
+           uint64_t index)
+      : final_(std::move(final_path)),
+        tmp_(final_ + ".tmp"),
+        local_(local),
+        from_(from),
+        index_(index) {
     fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   }
   ~FileSink() override {
@@ -71,6 +78,7 @@ class FileSink : public transport::ByteSink {
         return Status::IOError("writing " + tmp_ + ": " + strerror(errno));
       }
       data.remove_prefix(static_cast<size_t>(n));
+      bytes_ += static_cast<uint64_t>(n);
     }
     return Status::OK();
   }
@@ -90,6 +98,12 @@ class FileSink : public transport::ByteSink {
       ::close(dfd);
     }
     finished_ = true;
+    KEEL_LOG_INFO("received and saved database snapshot",
+                  log::Id("local-member-id", local_),
+                  log::Id("remote-snapshot-sender-id", from_),
+                  log::F("incoming-snapshot-index", index_),
+                  log::F("incoming-snapshot-size-bytes", bytes_),
+                  log::F("snapshot-path", final_));
     return Status::OK();
   }
 
@@ -98,6 +112,8 @@ class FileSink : public transport::ByteSink {
   std::string tmp_;
   int fd_ = -1;
   bool finished_ = false;
+  const uint64_t local_, from_, index_;
+  uint64_t bytes_ = 0;
 };
 
 bool HasWrites(const etcdserverpb::TxnRequest& r) { return !IsReadOnly(r); }
@@ -367,6 +383,7 @@ Status Server::Start() {
         "check)");
   }
   KEEL_RETURN_IF_ERROR(node_->Start());
+  RegisterMetrics();
   started_ = true;
   publish_thread_ = std::thread([this] { PublishLoop(); });
   StartLeases();
@@ -386,6 +403,7 @@ void Server::Stop() {
   StopLeases();
   if (reaper_thread_.joinable()) reaper_thread_.join();
   if (corrupt_thread_.joinable()) corrupt_thread_.join();
+  UnregisterMetrics();
   if (node_) node_->Stop();
   if (transport_) transport_->Stop();
   std::lock_guard lock(wait_mu_);
@@ -412,8 +430,15 @@ void Server::PublishLoop() {
     }
     auto r = ProposeAndWait(std::move(req));
     if (r.ok() && (*r)->status.ok()) {
-      spdlog::info("published member {:x} name={} to cluster {:x}", member_id_,
-                   config_.name, cluster_id_);
+      std::vector<std::string> client_urls;
+      for (const Url& u : config_.advertise_client_urls) {
+        client_urls.push_back(u.String());
+      }
+      KEEL_LOG_INFO("published local member to cluster through raft",
+                    log::Id("local-member-id", member_id_),
+                    log::F("local-member-attributes-name", config_.name),
+                    log::F("local-member-attributes-client-urls", client_urls),
+                    log::Id("cluster-id", cluster_id_));
       return;
     }
     std::unique_lock lock(publish_mu_);
@@ -440,7 +465,14 @@ Result<std::shared_ptr<ApplyResult>> Server::ProposeAndWait(
     std::lock_guard lock(wait_mu_);
     done = waiters_[id].get_future();
   }
+  ServerMetrics& metrics = ServerMetrics::Get();
+  metrics.proposals_pending.Inc();
+  struct Done {
+    metrics::Gauge& g;
+    ~Done() { g.Dec(); }
+  } pending_done{metrics.proposals_pending};
   auto forget = [&] {
+    metrics.proposals_failed.Inc();
     std::lock_guard lock(wait_mu_);
     waiters_.erase(id);
   };
@@ -486,6 +518,7 @@ Status Server::WaitReadIndex() {
     }
     Status st = f.get();
     if (st.ok()) return st;
+    ServerMetrics::Get().read_indexes_failed.Inc();
     if (st.message() != api::kErrNoLeader.message) {
       return EtcdErr(api::kErrStopped);
     }
@@ -509,6 +542,7 @@ Status Server::Range(const etcdserverpb::RangeRequest& r,
                      etcdserverpb::RangeResponse* out) {
   KEEL_RETURN_IF_ERROR(CheckRangeKey(r.key()));
   if (!r.serializable()) KEEL_RETURN_IF_ERROR(WaitReadIndex());
+  ServerMetrics::Get().mvcc_range.Inc();
   auto res = store_->Range(FromPb(r));
   if (!res.ok()) return res.status();
   ToPb(*res, out);
@@ -599,6 +633,7 @@ Status Server::Txn(const etcdserverpb::TxnRequest& r,
   KEEL_RETURN_IF_ERROR(mvcc::ValidateTxn(m));
   if (!HasWrites(r)) {
     KEEL_RETURN_IF_ERROR(WaitReadIndex());
+    ServerMetrics::Get().mvcc_txn.Inc();
     auto res = store_->ReadTxn(m);
     if (!res.ok()) return res.status();
     ToPb(*res, out);
@@ -797,6 +832,7 @@ void Server::Apply(const raft::Entry& entry) {
         result->status = EtcdErr(api::kErrNoSpace);
         record_index();
       } else {
+        ServerMetrics::Get().mvcc_put.Inc();
         auto r = store_->Put(FromPb(req.put()), ci);
         if (r.ok()) {
           ToPb(*r, &result->put);
@@ -805,6 +841,7 @@ void Server::Apply(const raft::Entry& entry) {
         }
       }
     } else if (req.has_delete_range()) {
+      ServerMetrics::Get().mvcc_delete.Inc();
       auto r = store_->DeleteRange(FromPb(req.delete_range()), ci);
       if (r.ok()) {
         ToPb(*r, &result->delete_range);
@@ -816,6 +853,7 @@ void Server::Apply(const raft::Entry& entry) {
         result->status = EtcdErr(api::kErrNoSpace);
         record_index();
       } else {
+        ServerMetrics::Get().mvcc_txn.Inc();
         auto r = store_->Txn(FromPb(req.txn()), ci);
         if (r.ok()) {
           ToPb(*r, &result->txn);
@@ -869,8 +907,10 @@ Status Server::RestoreSnapshot(const raft::Snapshot& snap) {
   for (const auto& [id, m] : cluster_.members) {
     if (id != member_id_ && transport_) transport_->AddPeer(id, m.peer_urls);
   }
-  spdlog::info("restored the store from snapshot {} (revision {})",
-               snap.metadata.index, store_->CurrentRevision());
+  KEEL_LOG_INFO("restored the store from a received database snapshot",
+                log::Id("local-member-id", member_id_),
+                log::F("incoming-snapshot-index", snap.metadata.index),
+                log::F("revision", store_->CurrentRevision()));
   return Status::OK();
 }
 
@@ -894,6 +934,15 @@ void Server::OnUnreachable(raft::NodeId peer) {
 }
 
 void Server::OnSnapshotStatus(raft::NodeId peer, bool ok) {
+  if (ok) {
+    KEEL_LOG_INFO("sent database snapshot",
+                  log::Id("local-member-id", member_id_),
+                  log::Id("remote-peer-id", peer));
+  } else {
+    KEEL_LOG_WARN("failed to send database snapshot",
+                  log::Id("local-member-id", member_id_),
+                  log::Id("remote-peer-id", peer));
+  }
   node_->ReportSnapshot(peer, ok);
 }
 
@@ -906,8 +955,10 @@ Result<std::unique_ptr<transport::ByteSource>> Server::OpenForSend(
           .string();
   auto info = store_->ExportSnapshot(path);
   if (!info.ok()) return info.status();
-  spdlog::info("sending store snapshot at applied index {} ({} bytes)",
-               info->consistent_index.index, info->size_bytes);
+  KEEL_LOG_INFO("sending database snapshot",
+                log::Id("local-member-id", member_id_),
+                log::F("snapshot-index", snap.metadata.index),
+                log::F("bytes", info->size_bytes));
   auto src = std::make_unique<FileSource>(path, /*remove_after=*/true);
   if (!src->ok()) return Status::IOError("cannot open " + path);
   return std::unique_ptr<transport::ByteSource>(std::move(src));
@@ -918,9 +969,12 @@ Result<std::unique_ptr<transport::ByteSink>> Server::CreateForReceive(
   std::string path =
       (fs::path(SnapDir()) / ("recv-" + std::to_string(md.index) + ".snap"))
           .string();
-  auto sink = std::make_unique<FileSink>(path);
+  auto sink = std::make_unique<FileSink>(path, member_id_, from, md.index);
   if (!sink->ok()) return Status::IOError("cannot create " + path + ".tmp");
-  spdlog::info("receiving snapshot {} from {:x}", md.index, from);
+  KEEL_LOG_INFO("receiving database snapshot",
+                log::Id("local-member-id", member_id_),
+                log::Id("remote-snapshot-sender-id", from),
+                log::F("incoming-snapshot-index", md.index));
   return std::unique_ptr<transport::ByteSink>(std::move(sink));
 }
 

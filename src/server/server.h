@@ -252,6 +252,9 @@ class Server final : public StateMachine,
                       Resp* out);
   void RaiseNoSpaceAlarm();
   void PublishLoop();
+  // Scrape-time metrics that read this member's state (server_observe.cc).
+  void RegisterMetrics();
+  void UnregisterMetrics();
   std::chrono::milliseconds RequestTimeout() const {
     return std::chrono::milliseconds(5000 + 2 * config_.election_ms);
   }

@@ -16,6 +16,7 @@
 #include "server/convert.h"
 #include "server/request_checks.h"
 #include "server/server.h"
+#include "server/server_metrics.h"
 
 namespace keel::server {
 
@@ -37,6 +38,18 @@ std::shared_ptr<ApplyResult> Failed(Status s) {
 }  // namespace
 
 void Server::ProposeAsync(internal::Request req, Waiter::Callback done) {
+  // etcd_server_proposals_pending until the waiter completes; a proposal
+  // that never applied (timed out, member stopping) counts as failed.
+  ServerMetrics& metrics = ServerMetrics::Get();
+  metrics.proposals_pending.Inc();
+  done = [&metrics, done = std::move(done)](std::shared_ptr<ApplyResult> r) {
+    metrics.proposals_pending.Dec();
+    const std::string& msg = r->status.message();
+    if (msg == api::kErrTimeout.message || msg == api::kErrStopped.message) {
+      metrics.proposals_failed.Inc();
+    }
+    done(std::move(r));
+  };
   uint64_t id = next_request_id_++;
   req.set_id(id);
   req.set_member_id(member_id_);
@@ -82,6 +95,7 @@ void Server::ReadIndexAsync(Clock::time_point deadline, DoneCallback done) {
   node_->ReadIndexAsync(
       [this, deadline, done = std::move(done)](Status st) mutable {
         if (st.ok()) return done(Status::OK());
+        ServerMetrics::Get().read_indexes_failed.Inc();
         if (st.message() != api::kErrNoLeader.message) {
           return done(EtcdErr(api::kErrStopped));
         }

@@ -3,8 +3,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdio>
 
 #include "common/coding.h"
+#include "metrics/metrics.h"
 
 namespace keel::transport {
 
@@ -286,6 +288,18 @@ void Peer::OnRead(asio::error_code ec, size_t n) {
     const uint64_t sent = DecodeFixed64(f.body.data());
     const auto sample = std::chrono::duration_cast<std::chrono::microseconds>(
         std::chrono::nanoseconds(NowNanos() - sent));
+    // etcd's histogram of the same name, labelled with the peer's id.
+    static auto& rtt_seconds = metrics::Registry::Default().AddHistogramVec(
+        "etcd_network_peer_round_trip_time_seconds",
+        "Round-Trip-Time histogram between peers", {"To"},
+        metrics::ExponentialBuckets(0.0001, 2, 16));
+    if (rtt_ == nullptr) {
+      char hex[17];
+      std::snprintf(hex, sizeof(hex), "%llx",
+                    static_cast<unsigned long long>(id_));
+      rtt_ = &rtt_seconds.WithLabelValues({hex});
+    }
+    rtt_->Observe(std::chrono::duration<double>(sample).count());
     ctx_->stats().Update(id_, [sample](PeerStats& s) {
       s.rtt = s.rtt.count() == 0 ? sample : s.rtt - s.rtt / 8 + sample / 8;
     });

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "metrics/metrics.h"
 #include "transport/connector.h"
 #include "transport/context.h"
 #include "transport/snapshot_sender.h"
@@ -112,6 +113,8 @@ class Peer : public std::enable_shared_from_this<Peer> {
   std::string out_;  // the batch being written
   size_t out_msgs_ = 0;
   std::chrono::steady_clock::time_point last_heard_;  // connect or pong
+  // This peer's child of the RTT histogram (io thread; set on first pong).
+  metrics::Histogram* rtt_ = nullptr;
   std::array<char, 16 * 1024> read_buf_;
   FrameDecoder decoder_{64};  // only pongs come back
   std::shared_ptr<SnapshotSender> snapshot_;

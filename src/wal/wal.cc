@@ -5,10 +5,43 @@
 #include <cstdio>
 
 #include "common/coding.h"
+#include "common/log.h"
+#include "metrics/metrics.h"
 #include "raft/codec.h"
 
 namespace keel::wal {
 namespace {
+
+// etcd warns about an fdatasync of the WAL slower than this
+// (wal.warnSyncDuration).
+constexpr std::chrono::seconds kWarnSyncDuration{1};
+
+// fdatasync of the log, timed into etcd's histogram (and warned about when
+// slow, with the facts etcd logs).
+Status TimedSync(WritableFile* f) {
+  static metrics::Histogram& fsync_seconds =
+      metrics::Registry::Default().AddHistogram(
+          "etcd_disk_wal_fsync_duration_seconds",
+          "The latency distributions of fsync called by WAL.",
+          metrics::ExponentialBuckets(0.001, 2, 14));
+  auto start = std::chrono::steady_clock::now();
+  Status s = f->Sync();
+  auto took = std::chrono::steady_clock::now() - start;
+  fsync_seconds.Observe(std::chrono::duration<double>(took).count());
+  if (took > kWarnSyncDuration) {
+    KEEL_LOG_WARN("slow fdatasync", log::F("took", took),
+                  log::F("expected-duration", kWarnSyncDuration));
+  }
+  return s;
+}
+
+void CountWritten(size_t bytes) {
+  // A gauge in etcd, despite the name.
+  static metrics::Gauge& written = metrics::Registry::Default().AddGauge(
+      "etcd_disk_wal_write_bytes_total",
+      "Total number of bytes written in WAL.");
+  written.Inc(static_cast<double>(bytes));
+}
 
 std::string Where(const std::string& path, uint64_t offset) {
   return " in " + path + " at offset " + std::to_string(offset);
@@ -392,10 +425,11 @@ Status Wal::DoRound(Round* round) {
     }
     Status s = file_->Write(w.offset, w.bytes);
     if (!s.ok()) return WriteFailed(s);
+    CountWritten(w.bytes.size());
     file_dirty_ = true;
   }
   if (file_dirty_) {
-    Status s = file_->Sync();
+    Status s = TimedSync(file_.get());
     if (!s.ok()) return SyncFailed(s);
     file_dirty_ = false;
   }

@@ -1,0 +1,40 @@
+// gRPC server metrics under go-grpc-prometheus's names, as etcd exposes
+// them: grpc_server_started_total, grpc_server_handled_total (with
+// grpc_code), grpc_server_msg_received_total, grpc_server_msg_sent_total,
+// all labelled grpc_type, grpc_service, grpc_method; and, with
+// --metrics=extensive, the grpc_server_handling_seconds histogram.
+//
+// A server interceptor counts every RPC on the client port. Like
+// go-grpc-prometheus's InitializeMetrics, every method of etcd's services
+// starts at zero for every code, so that rate() queries see the series
+// before the first call.
+//
+// Thread safety: the factory and its interceptors run on gRPC's threads;
+// the counters are atomics.
+#pragma once
+
+#include <grpcpp/support/server_interceptor.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace keel::api {
+
+class GrpcMetricsFactory final
+    : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  // services: full names whose methods are pre-initialised
+  // ("etcdserverpb.KV", ...); extensive adds the latency histogram.
+  GrpcMetricsFactory(const std::vector<std::string>& services, bool extensive);
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override;
+
+ private:
+  const bool extensive_;
+};
+
+// go-grpc-prometheus's names for a gRPC code ("OK", "NotFound", ...).
+const char* GrpcCodeName(int code);
+
+}  // namespace keel::api
