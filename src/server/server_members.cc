@@ -23,6 +23,7 @@
 
 #include "api/errors.h"
 #include "common/coding.h"
+#include "common/log.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
 #include "raft/codec.h"
 #include "server/server.h"
@@ -342,9 +343,21 @@ void Server::ApplyConfChange(const raft::Entry& entry,
           if (transport_ && ch.node_id != member_id_) {
             transport_->AddPeer(ch.node_id, mi.peer_urls);
           }
+          KEEL_LOG_INFO("added member", log::Id("cluster-id", cluster_id_),
+                        log::Id("local-member-id", member_id_),
+                        log::Id("added-peer-id", ch.node_id),
+                        log::F("added-peer-peer-urls", mi.peer_urls),
+                        log::F("added-peer-is-learner", mi.is_learner));
           break;
         }
-        case raft::ConfChangeType::kRemoveNode:
+        case raft::ConfChangeType::kRemoveNode: {
+          auto gone = cluster_.members.find(ch.node_id);
+          std::vector<std::string> urls;
+          if (gone != cluster_.members.end()) urls = gone->second.peer_urls;
+          KEEL_LOG_INFO("removed member", log::Id("cluster-id", cluster_id_),
+                        log::Id("local-member-id", member_id_),
+                        log::Id("removed-remote-peer-id", ch.node_id),
+                        log::F("removed-remote-peer-urls", urls));
           cluster_.members.erase(ch.node_id);
           // A removed member's alarms go with it (etcd's do).
           std::erase_if(cluster_.alarms,
@@ -353,6 +366,7 @@ void Server::ApplyConfChange(const raft::Entry& entry,
           // change it votes in the outgoing half until that is left.
           if (ch.node_id != member_id_) leaving_.insert(ch.node_id);
           break;
+        }
         case raft::ConfChangeType::kUpdateNode: {
           auto it = cluster_.members.find(ch.node_id);
           if (m != nullptr && it != cluster_.members.end()) {
