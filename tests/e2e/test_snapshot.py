@@ -22,18 +22,22 @@ def dump(m, prefix: str = "") -> dict:
             for kv in decode_kvs(r)}
 
 
-def restore(target: str, snap, m) -> None:
+def run_restore(target: str, snap, m) -> subprocess.CompletedProcess:
+    """Restores snapshot file `snap` into member m's data dir, as a member of
+    m's cluster (etcdctl for etcd, `keel snapshot restore` for keel)."""
     c = m.cluster
     flags = ["--name", m.name, "--initial-cluster", c.initial_cluster(),
              "--initial-cluster-token", c.token,
              "--initial-advertise-peer-urls", m.peer_url, "--data-dir", str(m.data_dir)]
-    if target == "etcd":
-        argv = [ETCDCTL_BIN, "snapshot", "restore", str(snap), *flags]
-    else:
-        argv = [keel_bin(), "snapshot", "restore", str(snap), *flags]
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=60,
-                       env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
-    assert p.returncode == 0, f"{argv} -> {p.returncode}\n{p.stdout}\n{p.stderr}"
+    tool = ETCDCTL_BIN if target == "etcd" else keel_bin()
+    return subprocess.run([tool, "snapshot", "restore", str(snap), *flags],
+                          capture_output=True, text=True, timeout=60,
+                          env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
+
+
+def restore(target: str, snap, m) -> None:
+    p = run_restore(target, snap, m)
+    assert p.returncode == 0, f"{p.args} -> {p.returncode}\n{p.stdout}\n{p.stderr}"
 
 
 def test_snapshot_save_restore_same_hashkv(target, make_cluster, tmp_path):
@@ -81,15 +85,7 @@ def test_restore_refuses_damaged_file(target, make_cluster, tmp_path):
     snap.write_bytes(bytes(data))
     dst = make_cluster(1, start=False, name="restored")
     m = dst[0]
-    flags = ["--name", m.name, "--initial-cluster", dst.initial_cluster(),
-             "--initial-cluster-token", dst.token,
-             "--initial-advertise-peer-urls", m.peer_url, "--data-dir", str(m.data_dir)]
-    if target == "etcd":
-        argv = [ETCDCTL_BIN, "snapshot", "restore", str(snap), *flags]
-    else:
-        argv = [keel_bin(), "snapshot", "restore", str(snap), *flags]
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=60,
-                       env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
+    p = run_restore(target, snap, m)
     assert p.returncode != 0, p.stdout + p.stderr
     assert not m.data_dir.exists() or not any(m.data_dir.rglob("*.sst")), \
         "a damaged snapshot left a store behind"
