@@ -1,0 +1,158 @@
+"""JWT auth tokens (--auth-token jwt,pub-key=...,priv-key=...,sign-method=...,ttl=...).
+
+- Interop: a token etcd mints verifies in keel's JWT module (tests/server/jwt_tool)
+  with the same public key, and a token keel's module mints is accepted by etcd,
+  for each key family (RSA PKCS#1 v1.5, RSA-PSS, ECDSA, HMAC).
+
+Keys are generated per test with `openssl genpkey` (never committed).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+from pathlib import Path
+
+import grpc
+import pytest
+from etcd3 import etcdrpc
+
+import cluster as cl
+
+ROOT_PW = "rootpw"
+
+
+def jwt_tool() -> str:
+    # build/src/cmd/keel -> build/tests/server/jwt_tool
+    path = Path(cl.keel_bin()).resolve().parents[2] / "tests" / "server" / "jwt_tool"
+    if not path.exists():
+        pytest.fail(f"no {path}: build the jwt_tool target", pytrace=False)
+    return str(path)
+
+
+def run_tool(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([jwt_tool(), *args], capture_output=True, text=True, timeout=30)
+
+
+def make_keys(d: Path, method: str, name: str = "k") -> tuple[str, str]:
+    """(private key file, public key file) for `method`; HMAC: (secret, "")."""
+    d.mkdir(parents=True, exist_ok=True)
+    priv, pub = d / f"{name}.key", d / f"{name}.pub"
+    if method.startswith("HS"):
+        priv.write_bytes(subprocess.run(["openssl", "rand", "-hex", "32"], check=True,
+                                        capture_output=True).stdout)
+        return str(priv), ""
+    if method[:2] in ("RS", "PS"):
+        gen = ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]
+    else:
+        curve = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}[method]
+        gen = ["-algorithm", "EC", "-pkeyopt", f"ec_paramgen_curve:{curve}"]
+    subprocess.run(["openssl", "genpkey", *gen, "-out", str(priv)], check=True, capture_output=True)
+    subprocess.run(["openssl", "pkey", "-in", str(priv), "-pubout", "-out", str(pub)],
+                   check=True, capture_output=True)
+    return str(priv), str(pub)
+
+
+def auth_token_flag(method: str, priv: str = "", pub: str = "", ttl: str = "") -> str:
+    parts = ["jwt"]
+    if pub:
+        parts.append(f"pub-key={pub}")
+    if priv:
+        parts.append(f"priv-key={priv}")
+    parts.append(f"sign-method={method}")
+    if ttl:
+        parts.append(f"ttl={ttl}")
+    return ",".join(parts)
+
+
+def enable_auth(m: cl.Member) -> None:
+    m.ctl_ok("user", "add", f"root:{ROOT_PW}")
+    m.ctl_ok("auth", "enable")
+
+
+def channel(m: cl.Member) -> grpc.Channel:
+    return grpc.insecure_channel(m.endpoint)
+
+
+def authenticate(ch: grpc.Channel, user: str = "root", password: str = ROOT_PW) -> str:
+    req = etcdrpc.AuthenticateRequest(name=user, password=password)
+    return etcdrpc.AuthStub(ch).Authenticate(req, timeout=10).token
+
+
+def put_with(ch: grpc.Channel, token: str, key: bytes, value: bytes) -> int:
+    req = etcdrpc.PutRequest(key=key, value=value)
+    return etcdrpc.KVStub(ch).Put(req, metadata=(("token", token),), timeout=10).header.revision
+
+
+def range_with(ch: grpc.Channel, token: str, key: bytes) -> int:
+    resp = etcdrpc.KVStub(ch).Range(etcdrpc.RangeRequest(key=key),
+                                    metadata=(("token", token),), timeout=10)
+    return resp.count
+
+
+def rpc_error(fn) -> tuple[grpc.StatusCode, str]:
+    try:
+        fn()
+    except grpc.RpcError as e:
+        return e.code(), e.details()
+    raise AssertionError("the call succeeded")
+
+
+def segment(token: str, i: int) -> dict:
+    s = token.split(".")[i]
+    return json.loads(base64.urlsafe_b64decode(s + "=" * (-len(s) % 4)))
+
+
+INVALID = (grpc.StatusCode.UNAUTHENTICATED, "etcdserver: invalid auth token")
+
+
+@pytest.mark.parametrize("method", ["RS256", "PS384", "ES256", "ES512", "HS256"])
+def test_etcd_and_keel_tokens_verify_in_each_other(method, tmp_path):
+    """Runs real etcd whatever the target: the reference for keel's module."""
+    priv, pub = make_keys(tmp_path / "keys", method)
+    other_priv, other_pub = make_keys(tmp_path / "keys", method, "other")
+    c = cl.Cluster("etcd", tmp_path / "etcd", 1,
+                   extra_flags={"auth-token": auth_token_flag(method, priv, pub, "1m")})
+    try:
+        c.start()
+        m = c[0]
+        enable_auth(m)
+        with channel(m) as ch:
+            token = authenticate(ch)
+            assert segment(token, 0) == {"alg": method, "typ": "JWT"}
+            claims = segment(token, 1)
+            assert sorted(claims) == ["exp", "revision", "username"]
+            rev = claims["revision"]
+
+            # etcd's token verifies in keel's module, with the public key only
+            # (HMAC: the shared secret).
+            verify_opts = f"sign-method={method}," + (f"pub-key={pub}" if pub else f"priv-key={priv}")
+            r = run_tool("verify", verify_opts, token)
+            assert r.returncode == 0, r.stderr
+            assert r.stdout.split() == ["root", str(rev)]
+            # ... and not with another key.
+            wrong_opts = f"sign-method={method}," + (f"pub-key={other_pub}" if other_pub
+                                                     else f"priv-key={other_priv}")
+            r = run_tool("verify", wrong_opts, token)
+            assert r.returncode == 1 and "signature is invalid" in r.stderr, r
+
+            # keel's token is accepted by etcd...
+            r = run_tool("sign", f"sign-method={method},priv-key={priv},ttl=1m", "root", str(rev))
+            assert r.returncode == 0, r.stderr
+            keel_token = r.stdout.strip()
+            assert put_with(ch, keel_token, b"/jwt/interop", method.encode()) > 0
+            assert range_with(ch, keel_token, b"/jwt/interop") == 1
+            # ... unless forged: signed with another key, or its claims changed.
+            r = run_tool("sign", f"sign-method={method},priv-key={other_priv},ttl=1m", "root", str(rev))
+            assert r.returncode == 0, r.stderr
+            assert rpc_error(lambda: range_with(ch, r.stdout.strip(), b"/jwt/interop")) == INVALID
+            h, _, sig = keel_token.split(".")
+            forged_claims = base64.urlsafe_b64encode(
+                json.dumps({"exp": 2**40, "revision": rev, "username": "root"},
+                           separators=(",", ":")).encode()).rstrip(b"=").decode()
+            forged = f"{h}.{forged_claims}.{sig}"
+            assert rpc_error(lambda: range_with(ch, forged, b"/jwt/interop")) == INVALID
+    finally:
+        c.stop()
+        cl.forget_cluster(c)
