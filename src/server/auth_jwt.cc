@@ -18,7 +18,10 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <mutex>
+#include <optional>
 #include <sstream>
+#include <unordered_map>
 #include <vector>
 
 #include "common/log.h"
@@ -344,8 +347,33 @@ struct JwtTokenProvider::Impl {
   PkeyPtr verify_key;       // the private key itself when there is one
   std::string header_b64;   // base64url of {"alg":...,"typ":"JWT"}
 
+  // What a token with a valid signature says.
+  struct Verified {
+    JwtAuthInfo info;
+    std::optional<std::chrono::system_clock::time_point> exp, iat, nbf;
+  };
+
   Result<std::string> Sign(std::string_view input) const;
   bool Verify(std::string_view input, std::string_view sig) const;
+  // Signature and claims; not the times (CheckTimes).
+  Result<Verified> VerifyToken(std::string_view token) const;
+  Status CheckTimes(const Verified& v) const;
+
+  // Tokens whose signature verified, so that a client's every request does
+  // not pay for a signature check (tens of microseconds; etcd pays it each
+  // time). Keyed by the whole token: the same bytes always verify the same
+  // way, and the times are checked on every use.
+  static constexpr size_t kCacheMax = 4096;
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const {
+      return std::hash<std::string_view>{}(s);
+    }
+  };
+  mutable std::mutex cache_mu;
+  mutable std::unordered_map<std::string, Verified, StringHash,
+                             std::equal_to<>>
+      cache;  // guarded by cache_mu
 };
 
 Result<std::string> JwtTokenProvider::Impl::Sign(std::string_view input) const {
@@ -583,7 +611,8 @@ Result<std::string> JwtTokenProvider::Assign(std::string_view username,
   return input;
 }
 
-Result<JwtAuthInfo> JwtTokenProvider::Info(std::string_view token) const {
+Result<JwtTokenProvider::Impl::Verified> JwtTokenProvider::Impl::VerifyToken(
+    std::string_view token) const {
   auto invalid = [](std::string why) {
     return Status::InvalidArgument(std::move(why));
   };
@@ -599,60 +628,50 @@ Result<JwtAuthInfo> JwtTokenProvider::Info(std::string_view token) const {
   const std::string_view input = token.substr(0, dot2);
 
   auto header_json = Base64UrlDecode(header_b64);
-  if (!header_json.ok())
+  if (!header_json.ok()) {
     return invalid("header: " + header_json.status().message());
+  }
   auto header = ParseJsonObject(*header_json);
   if (!header.ok()) return invalid("header: " + header.status().message());
   auto alg = header->fields().find("alg");
   if (alg == header->fields().end() || !alg->second.has_string_value()) {
     return invalid("signing method (alg) is unspecified");
   }
-  if (alg->second.string_value() != impl_->method->name) {
+  if (alg->second.string_value() != method->name) {
     return invalid("invalid signing method " + alg->second.string_value());
   }
 
   auto sig = Base64UrlDecode(token.substr(dot2 + 1));
   if (!sig.ok()) return invalid("signature: " + sig.status().message());
-  if (!impl_->Verify(input, *sig)) return invalid("signature is invalid");
+  if (!Verify(input, *sig)) return invalid("signature is invalid");
 
   auto claims_json = Base64UrlDecode(claims_b64);
-  if (!claims_json.ok())
+  if (!claims_json.ok()) {
     return invalid("claims: " + claims_json.status().message());
+  }
   auto claims = ParseJsonObject(*claims_json);
   if (!claims.ok()) return invalid("claims: " + claims.status().message());
   const auto& f = claims->fields();
 
   // golang-jwt v4 MapClaims.Valid: exp, iat and nbf are optional, but when
-  // present must be numbers and hold at the current time.
-  const std::chrono::system_clock::time_point now = impl_->clock();
-  auto seconds_of = [](double v) {
-    return std::chrono::system_clock::time_point(
-        std::chrono::seconds(static_cast<int64_t>(std::trunc(v))));
-  };
-  if (auto it = f.find("exp"); it != f.end()) {
-    if (!it->second.has_number_value()) return invalid("exp is not a number");
-    if (!(now < seconds_of(it->second.number_value()))) {
-      return invalid("token is expired");
+  // present must be numbers (whole seconds count).
+  Verified v;
+  for (const char* name : {"exp", "iat", "nbf"}) {
+    auto it = f.find(name);
+    if (it == f.end()) continue;
+    if (!it->second.has_number_value()) {
+      return invalid(std::string(name) + " is not a number");
     }
-  }
-  for (const char* name : {"iat", "nbf"}) {
-    if (auto it = f.find(name); it != f.end()) {
-      if (!it->second.has_number_value()) {
-        return invalid(std::string(name) + " is not a number");
-      }
-      if (now < seconds_of(it->second.number_value())) {
-        return invalid(std::string(name) == "iat" ? "token used before issued"
-                                                  : "token is not valid yet");
-      }
-    }
+    const auto t = std::chrono::system_clock::time_point(std::chrono::seconds(
+        static_cast<int64_t>(std::trunc(it->second.number_value()))));
+    (name[0] == 'e' ? v.exp : name[0] == 'i' ? v.iat : v.nbf) = t;
   }
 
-  JwtAuthInfo info;
   auto user = f.find("username");
   if (user == f.end() || !user->second.has_string_value()) {
     return invalid("failed to obtain user claims from jwt token");
   }
-  info.username = user->second.string_value();
+  v.info.username = user->second.string_value();
   auto rev = f.find("revision");
   if (rev == f.end() || !rev->second.has_number_value()) {
     return invalid("failed to obtain revision claims from jwt token");
@@ -661,8 +680,48 @@ Result<JwtAuthInfo> JwtTokenProvider::Info(std::string_view token) const {
   if (!(r >= 0 && r < 18446744073709551616.0)) {
     return invalid("revision claim out of range");
   }
-  info.revision = static_cast<uint64_t>(r);
-  return info;
+  v.info.revision = static_cast<uint64_t>(r);
+  return v;
+}
+
+Status JwtTokenProvider::Impl::CheckTimes(const Verified& v) const {
+  const std::chrono::system_clock::time_point now = clock();
+  // golang-jwt v4: valid while now < exp; not before iat and nbf.
+  if (v.exp && !(now < *v.exp)) {
+    return Status::InvalidArgument("token is expired");
+  }
+  if (v.iat && now < *v.iat) {
+    return Status::InvalidArgument("token used before issued");
+  }
+  if (v.nbf && now < *v.nbf) {
+    return Status::InvalidArgument("token is not valid yet");
+  }
+  return Status::OK();
+}
+
+Result<JwtAuthInfo> JwtTokenProvider::Info(std::string_view token) const {
+  Impl& impl = *impl_;
+  {
+    std::lock_guard l(impl.cache_mu);
+    auto it = impl.cache.find(token);
+    if (it != impl.cache.end()) {
+      Status st = impl.CheckTimes(it->second);
+      if (!st.ok()) {
+        impl.cache.erase(it);
+        return st;
+      }
+      return it->second.info;
+    }
+  }
+  auto v = impl.VerifyToken(token);
+  if (!v.ok()) return v.status();
+  KEEL_RETURN_IF_ERROR(impl.CheckTimes(*v));
+  std::lock_guard l(impl.cache_mu);
+  // Bounded without bookkeeping: tokens live minutes, so starting over now
+  // and then costs one verification per client.
+  if (impl.cache.size() >= Impl::kCacheMax) impl.cache.clear();
+  impl.cache.emplace(std::string(token), *v);
+  return v->info;
 }
 
 }  // namespace keel::server

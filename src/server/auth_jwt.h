@@ -20,8 +20,12 @@
 //
 // The signature arithmetic is OpenSSL's (EVP); this file only frames it.
 //
-// Thread safety: a JwtTokenProvider is immutable after Make(); Assign and
-// Info may be called from many threads at once.
+// Info remembers the tokens whose signature it checked (bounded), so that
+// a client's later requests cost a lookup instead of a signature check;
+// the times (exp) are checked on every use.
+//
+// Thread safety: Assign and Info may be called from many threads at once
+// (the keys are immutable after Make(); the token cache has its own mutex).
 #pragma once
 
 #include <chrono>

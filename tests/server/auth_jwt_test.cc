@@ -15,6 +15,7 @@
 #include <fstream>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "server/auth_token.h"
 
@@ -341,6 +342,49 @@ TEST(JwtTest, ClaimChecks) {
       p->Info(Base64UrlEncode("{\"alg\":\"none\",\"typ\":\"JWT\"}") + "." +
               Base64UrlEncode("{\"revision\":5,\"username\":\"u\"}") + ".");
   EXPECT_FALSE(none.ok());
+}
+
+// Info remembers verified tokens; the times still count on every use.
+TEST(JwtTest, RememberedTokensStillExpireAndNotYetValidOnesWait) {
+  const std::string secret = ReadFile(K().hmac.first);
+  FakeClock clock;
+  auto p = MustMake({{"sign-method", "HS256"}, {"priv-key", K().hmac.first}},
+                    clock.fn());
+  const std::string hs = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+  const std::string t = HsToken(
+      secret, hs,
+      "{\"exp\":1700000010,\"nbf\":1700000005,\"revision\":5,\"username\":"
+      "\"u\"}");
+  EXPECT_EQ(p->Info(t).status().message(), "token is not valid yet");
+  clock.now = TimePoint(seconds(1'700'000'005));
+  ASSERT_TRUE(p->Info(t).ok());
+  ASSERT_TRUE(p->Info(t).ok());
+  clock.now = TimePoint(seconds(1'700'000'010));
+  EXPECT_EQ(p->Info(t).status().message(), "token is expired");
+  EXPECT_EQ(p->Info(t).status().message(), "token is expired");
+  clock.now = TimePoint(seconds(1'700'000'004));
+  EXPECT_EQ(p->Info(t).status().message(), "token is not valid yet");
+
+  // More tokens than the cache holds: every one still verifies, and a
+  // forged one is still refused.
+  clock.now = TimePoint(seconds(1'700'000'000));
+  std::vector<std::string> tokens;
+  for (uint64_t rev = 1; rev <= 5000; rev++) {
+    auto tok = p->Assign("u", rev);
+    ASSERT_TRUE(tok.ok());
+    tokens.push_back(*tok);
+  }
+  for (uint64_t rev = 1; rev <= 5000; rev++) {
+    auto info = p->Info(tokens[rev - 1]);
+    ASSERT_TRUE(info.ok());
+    ASSERT_EQ(info->revision, rev);
+  }
+  for (int64_t rev = 5000; rev >= 1; rev -= 7) {
+    ASSERT_EQ(p->Info(tokens[rev - 1])->revision, static_cast<uint64_t>(rev));
+  }
+  std::string forged = tokens[0];
+  forged[forged.size() - 2] = forged[forged.size() - 2] == 'A' ? 'B' : 'A';
+  EXPECT_FALSE(p->Info(forged).ok());
 }
 
 TEST(JwtTest, MalformedTokensRefused) {
