@@ -313,8 +313,7 @@ Result<JwtOptions> ParseJwtOptions(
       if (v.empty()) continue;
       auto ms = ParseGoDurationMs(v);
       if (!ms.ok()) {
-        return Status::InvalidArgument("--auth-token jwt: ttl: " +
-                                       ms.status().message());
+        return Status::InvalidArgument("ttl: " + ms.status().message());
       }
       o.ttl = std::chrono::milliseconds(*ms);
     } else {
@@ -326,13 +325,12 @@ Result<JwtOptions> ParseJwtOptions(
   }
   if (o.sign_method == "EdDSA" || o.sign_method == "none") {
     // golang-jwt knows these, etcd 3.5 has no key type for them.
-    return Status::InvalidArgument(
-        "--auth-token jwt: unsupported signing method: " + o.sign_method);
+    return Status::InvalidArgument("unsupported signing method: " +
+                                   o.sign_method);
   }
   if (FindMethod(o.sign_method) == nullptr) {
-    return Status::InvalidArgument(
-        "--auth-token jwt: sign-method \"" + o.sign_method +
-        "\": " + std::string(kJwtErrInvalidAuthMethod));
+    return Status::InvalidArgument("sign-method \"" + o.sign_method + "\": " +
+                                   std::string(kJwtErrInvalidAuthMethod));
   }
   return o;
 }
@@ -499,7 +497,7 @@ Result<std::unique_ptr<JwtTokenProvider>> JwtTokenProvider::Make(
   const Method* m = FindMethod(opts.sign_method);
   if (m == nullptr) {
     return Status::InvalidArgument(
-        "--auth-token jwt: sign-method \"" + opts.sign_method +
+        "sign-method \"" + opts.sign_method +
         "\": " + std::string(kJwtErrInvalidAuthMethod));
   }
   auto impl = std::make_unique<Impl>();
@@ -516,27 +514,28 @@ Result<std::unique_ptr<JwtTokenProvider>> JwtTokenProvider::Make(
   // empty file counts as not given.
   auto fail = [](const char* opt, const std::string& file,
                  const Status& st) -> Status {
-    return Status::InvalidArgument(std::string("--auth-token jwt: ") + opt +
-                                   " " + file + ": " + st.message());
+    return Status::InvalidArgument(std::string(opt) + " " + file + ": " +
+                                   st.message());
   };
   std::string pub_pem, priv_pem;
   if (!opts.pub_key_file.empty()) {
     auto r = ReadKeyFile(opts.pub_key_file);
-    if (!r.ok()) return Status::InvalidArgument(r.status().message());
+    if (!r.ok())
+      return Status::InvalidArgument("pub-key: " + r.status().message());
     pub_pem = std::move(*r);
   }
   if (!opts.priv_key_file.empty()) {
     auto r = ReadKeyFile(opts.priv_key_file);
-    if (!r.ok()) return Status::InvalidArgument(r.status().message());
+    if (!r.ok())
+      return Status::InvalidArgument("priv-key: " + r.status().message());
     priv_pem = std::move(*r);
   }
 
   if (m->family == Family::kHmac) {
     if (priv_pem.empty()) {
-      return Status::InvalidArgument(
-          "--auth-token jwt: " + std::string(m->name) +
-          " needs priv-key (the HMAC secret): " +
-          std::string(kJwtErrMissingKey));
+      return Status::InvalidArgument(std::string(m->name) +
+                                     " needs priv-key (the HMAC secret): " +
+                                     std::string(kJwtErrMissingKey));
     }
     impl->hmac_secret = std::move(priv_pem);
     return std::unique_ptr<JwtTokenProvider>(
@@ -560,13 +559,13 @@ Result<std::unique_ptr<JwtTokenProvider>> JwtTokenProvider::Make(
   }
   if (!priv && !pub) {
     return Status::InvalidArgument(
-        "--auth-token jwt: " + std::string(m->name) +
+        std::string(m->name) +
         " needs priv-key and/or pub-key: " + std::string(kJwtErrMissingKey));
   }
   if (priv && pub && EVP_PKEY_eq(priv.get(), pub.get()) != 1) {
-    return Status::InvalidArgument(
-        "--auth-token jwt: pub-key " + opts.pub_key_file + " and priv-key " +
-        opts.priv_key_file + ": " + std::string(kJwtErrKeyMismatch));
+    return Status::InvalidArgument("pub-key " + opts.pub_key_file +
+                                   " and priv-key " + opts.priv_key_file +
+                                   ": " + std::string(kJwtErrKeyMismatch));
   }
   if (priv) {
     EVP_PKEY_up_ref(priv.get());
