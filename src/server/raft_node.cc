@@ -491,6 +491,9 @@ void RaftNode::PublishStatus() {
     status_.lead_transferee = ns.lead_transferee;
     status_.progress.clear();
     for (const auto& [id, p] : ns.progress) status_.progress[id] = p;
+    leader_.store(status_.leader, std::memory_order_release);
+    term_.store(status_.term, std::memory_order_release);
+    is_learner_.store(status_.is_learner, std::memory_order_release);
   }
   if (leader_changed) cv_.notify_all();
   ServerMetrics& m = ServerMetrics::Get();

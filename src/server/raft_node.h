@@ -31,6 +31,7 @@
 // StateMachine's Apply* methods are called on the loop thread only.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -159,6 +160,16 @@ class RaftNode {
   void ReportSnapshot(raft::NodeId id, bool ok);
 
   RaftNodeStatus GetStatus() const;
+  // The fields every request asks for, without copying the whole status
+  // (its progress map and configuration): GetStatus on each request was a
+  // visible cost of a loaded member.
+  raft::NodeId leader() const {
+    return leader_.load(std::memory_order_acquire);
+  }
+  raft::Term term() const { return term_.load(std::memory_order_acquire); }
+  bool is_learner() const {
+    return is_learner_.load(std::memory_order_acquire);
+  }
   // Blocks until a leader is known or the deadline passes.
   bool WaitForLeader(std::chrono::milliseconds timeout) const;
 
@@ -221,6 +232,10 @@ class RaftNode {
   std::deque<Task> tasks_;  // guarded by mu_
   bool stopping_ = false;   // guarded by mu_
   RaftNodeStatus status_;   // guarded by mu_
+  // Copies of status_'s leader, term and is_learner for lock-free readers.
+  std::atomic<raft::NodeId> leader_{0};
+  std::atomic<raft::Term> term_{0};
+  std::atomic<bool> is_learner_{false};
   std::thread thread_;
 };
 

@@ -535,7 +535,7 @@ void Server::FillHeader(etcdserverpb::ResponseHeader* h,
   h->set_cluster_id(cluster_id_);
   h->set_member_id(member_id_);
   h->set_revision(revision);
-  h->set_raft_term(node_ ? node_->GetStatus().term : 0);
+  h->set_raft_term(node_ ? node_->term() : 0);
 }
 
 Status Server::Range(const etcdserverpb::RangeRequest& r,

@@ -162,15 +162,13 @@ class Server final : public StateMachine,
       const std::function<bool(std::string_view piece, uint64_t total)>& write);
   // The client URLs of the current leader (empty if unknown).
   std::vector<std::string> LeaderClientUrls() const;
-  bool IsLearner() const { return node_ && node_->GetStatus().is_learner; }
-  bool IsLeader() const {
-    return node_ && node_->GetStatus().leader == member_id_;
-  }
+  bool IsLearner() const { return node_ && node_->is_learner(); }
+  bool IsLeader() const { return node_ && node_->leader() == member_id_; }
   // Called once this member applied its own removal (etcd then exits).
   void set_on_removed(std::function<void()> f) { on_removed_ = std::move(f); }
   // Serving (has a leader, no alarm), for health checks.
   bool Healthy() const;
-  bool HasLeader() const { return node_ && node_->GetStatus().leader != 0; }
+  bool HasLeader() const { return node_ && node_->leader() != 0; }
   void FillHeader(etcdserverpb::ResponseHeader* h, int64_t revision) const;
   // The store's watchers (the Watch service's streams register there).
   mvcc::WatchHub* watch_hub() const { return watch_hub_.get(); }
