@@ -245,7 +245,11 @@ void RaftNode::Run() {
     // times out the held proposals.
     if (node_->leader() != raft::kNone) RetryHeldProposals();
     StartReadBatch();
-    while (node_->HasReady()) HandleReady();
+    while (node_->HasReady()) {
+      HandleReady();
+      // A round answered in that Ready lets the reads queued behind it go.
+      StartReadBatch();
+    }
     PublishStatus();
   }
   std::deque<Task> rest;
@@ -263,6 +267,15 @@ void RaftNode::Run() {
 
 void RaftNode::StartReadBatch() {
   if (queued_reads_.empty()) return;
+  // One confirmation round at a time, as etcd's linearizableReadLoop: the
+  // reads that arrive meanwhile wait and share the next round, so that a
+  // loaded leader sends one heartbeat per round trip rather than one per
+  // loop turn (each round costs a heartbeat to every follower and back).
+  // An unanswered round is dropped after kReadRetryTicks or a leader
+  // change (Run, HandleReady), so this never blocks for good.
+  for (const auto& [ctx, round] : reads_in_flight_) {
+    if (round.read_index == 0) return;
+  }
   if (node_->leader() == raft::kNone) {
     for (auto& done : queued_reads_) {
       done(Status::Unavailable("etcdserver: no leader"));
