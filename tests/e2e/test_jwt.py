@@ -3,6 +3,9 @@
 - Interop: a token etcd mints verifies in keel's JWT module (tests/server/jwt_tool)
   with the same public key, and a token keel's module mints is accepted by etcd,
   for each key family (RSA PKCS#1 v1.5, RSA-PSS, ECDSA, HMAC).
+- On both targets: etcdctl --user works with JWT tokens, a token stops working
+  after its ttl, a pub-key-only member verifies tokens but cannot mint them, and
+  a missing key file stops the member with a message naming it.
 
 Keys are generated per test with `openssl genpkey` (never committed).
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import grpc
@@ -107,6 +111,17 @@ def segment(token: str, i: int) -> dict:
 INVALID = (grpc.StatusCode.UNAUTHENTICATED, "etcdserver: invalid auth token")
 
 
+@pytest.fixture
+def auth_service(target, shared1):
+    """Skips the keel target while keel serves no Auth service (being added
+    under issue 9 on its own branch); on etcd, and on keel once the service is
+    there, the test runs."""
+    if target == "keel":
+        r = shared1[0].ctl("user", "list")
+        if not r.ok and "code = Unimplemented" in r.err:
+            pytest.skip("keel has no Auth service yet (etcdctl user list: Unimplemented)")
+
+
 @pytest.mark.parametrize("method", ["RS256", "PS384", "ES256", "ES512", "HS256"])
 def test_etcd_and_keel_tokens_verify_in_each_other(method, tmp_path):
     """Runs real etcd whatever the target: the reference for keel's module."""
@@ -156,3 +171,67 @@ def test_etcd_and_keel_tokens_verify_in_each_other(method, tmp_path):
     finally:
         c.stop()
         cl.forget_cluster(c)
+
+
+def test_jwt_tokens_with_etcdctl_and_expiry(make_cluster, tmp_path, auth_service):
+    priv, pub = make_keys(tmp_path / "keys", "RS256")
+    ttl_s = 2
+    c = make_cluster(1, extra_flags={"auth-token": auth_token_flag("RS256", priv, pub, f"{ttl_s}s")})
+    m = c[0]
+    enable_auth(m)
+
+    m.ctl_ok("--user", f"root:{ROOT_PW}", "put", "/jwt/k", "v1")
+    got = m.ctl_ok("--user", f"root:{ROOT_PW}", "get", "/jwt/k", "--print-value-only")
+    assert got.out.strip() == "v1"
+    bad = m.ctl("--user", "root:wrong", "get", "/jwt/k")
+    assert not bad.ok
+    assert bad.error_line().endswith("etcdserver: authentication failed, invalid user ID or password"), bad
+
+    with channel(m) as ch:
+        minted_at = time.time()
+        token = authenticate(ch)
+        assert segment(token, 0) == {"alg": "RS256", "typ": "JWT"}
+        claims = segment(token, 1)
+        assert claims["username"] == "root"
+        assert minted_at - 1 <= claims["exp"] - ttl_s <= time.time()
+        r = run_tool("verify", f"sign-method=RS256,pub-key={pub}", token)
+        assert r.returncode == 0, r.stderr
+
+        assert range_with(ch, token, b"/jwt/k") == 1
+        # The token stops working once its ttl has passed (and not before the
+        # exp it carries).
+        code_msg = cl.wait_for(lambda: rpc_error(lambda: range_with(ch, token, b"/jwt/k")),
+                               timeout=ttl_s + 10, what="the JWT token to expire")
+        assert code_msg == INVALID
+        assert time.time() >= claims["exp"]
+        # A fresh token works again.
+        assert range_with(ch, authenticate(ch), b"/jwt/k") == 1
+
+
+def test_jwt_pub_key_only_member_verifies_but_cannot_sign(make_cluster, tmp_path, auth_service):
+    priv, pub = make_keys(tmp_path / "keys", "ES256")
+    other_priv, _ = make_keys(tmp_path / "keys", "ES256", "other")
+    c = make_cluster(1, extra_flags={"auth-token": auth_token_flag("ES256", pub=pub)})
+    m = c[0]
+    enable_auth(m)
+    with channel(m) as ch:
+        code, msg = rpc_error(lambda: authenticate(ch))
+        assert (code, msg) == (grpc.StatusCode.UNKNOWN,
+                               "auth: token signing attempted with verify-only key")
+        # A token minted elsewhere with the private key is accepted (its auth
+        # revision must not be older than the member's).
+        r = run_tool("sign", f"sign-method=ES256,priv-key={priv},ttl=1m", "root", "1000")
+        assert r.returncode == 0, r.stderr
+        assert put_with(ch, r.stdout.strip(), b"/jwt/vo", b"x") > 0
+        r = run_tool("sign", f"sign-method=ES256,priv-key={other_priv},ttl=1m", "root", "1000")
+        assert rpc_error(lambda: put_with(ch, r.stdout.strip(), b"/jwt/vo", b"y")) == INVALID
+
+
+def test_jwt_missing_key_file_stops_the_member(make_cluster, tmp_path, auth_service):
+    missing = tmp_path / "no-such.pub"
+    c = make_cluster(1, start=False,
+                     extra_flags={"auth-token": auth_token_flag("RS256", pub=str(missing))})
+    m = c[0]
+    m.start()
+    assert m.wait_exit(timeout=20) != 0
+    assert str(missing) in m.log_since_last_start()
