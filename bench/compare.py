@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -311,6 +312,9 @@ def run_bench(bench: str, wl: Workload, total: int, endpoints: list[str],
            "--json", "--no-progress"]
     if total:
         cmd += [wl.total_flag, str(total)]
+    # The client's own CPU (keel-bench shares the cores with the servers,
+    # so it bounds what QPS any server can show on this machine).
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -319,6 +323,8 @@ def run_bench(bench: str, wl: Workload, total: int, endpoints: list[str],
         err = (out.stderr.strip().splitlines() or ["exit %d" % out.returncode])[-1]
         return {"failed": err, "cmd": cmd}
     r = json.loads(out.stdout)
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r["client_cpu_s"] = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
     r["cmd"] = cmd
     return r
 
@@ -424,6 +430,10 @@ def summarize(results: dict, wls: list[Workload]) -> list[Row]:
                         pick("etcd", lambda r: 1e4 * r["server_cpu_s"] / max(1, r["ops"])),
                         pick("keel", lambda r: 1e4 * r["server_cpu_s"] / max(1, r["ops"])),
                         "lower"))
+        rows.append(Row(wl.title, "client CPU s / 10k ops",
+                        pick("etcd", lambda r: 1e4 * r.get("client_cpu_s", 0) / max(1, r["ops"])),
+                        pick("keel", lambda r: 1e4 * r.get("client_cpu_s", 0) / max(1, r["ops"])),
+                        "lower", "keel-bench itself, on the same cores"))
     return rows
 
 
@@ -585,7 +595,8 @@ def main() -> int:
                         log(f"  {wl.name:16} {kind}: {r['qps']:10.0f} ops/s  avg "
                             f"{r['latency_ms']['avg']:8.3f} ms  p99 "
                             f"{r['latency_ms']['p99']:8.3f} ms  errors {r['errors']}  "
-                            f"server CPU {r['server_cpu_s']:.1f} s")
+                            f"server CPU {r['server_cpu_s']:.1f} s  "
+                            f"client CPU {r['client_cpu_s']:.1f} s")
         rss = {k: c.peak_rss_kb() for k, c in clusters.items()}
         cpu = {k: c.cpu_seconds() for k, c in clusters.items()}
         if restart_keys:
