@@ -7,6 +7,7 @@
 #include <atomic>
 #include <filesystem>
 #include <map>
+#include <thread>
 
 #include "wal/env.h"
 
@@ -193,6 +194,50 @@ TEST(RaftNodeTest, ElectsReplicatesAndReads) {
   ASSERT_EQ(rf.wait_for(5s), std::future_status::ready);
   ASSERT_TRUE(rf.get().ok());
   EXPECT_EQ(c.member(f).sm->values().size(), 30u);
+}
+
+// Reads arriving while a round awaits its quorum wait for the next round
+// (one round at a time); they must all be taken into a later round. A burst
+// from several threads on the leader and a follower: every read completes,
+// and each one sees the writes applied on its member before the burst.
+TEST(RaftNodeTest, BurstOfConcurrentReadsAllComplete) {
+  // Before the cluster: reads still pending at a failure complete (with
+  // kStopped) when the cluster is destroyed.
+  std::atomic<int> ok{0}, failed{0}, stale{0};
+  Cluster c(3);
+  raft::NodeId lead = c.WaitLeader();
+  ASSERT_NE(lead, raft::kNone);
+  for (int i = 0; i < 10; i++) {
+    ASSERT_TRUE(
+        c.member(lead).node->Propose("w" + std::to_string(i)).get().ok());
+  }
+  for (raft::NodeId id = 1; id <= 3; id++) {
+    ASSERT_TRUE(
+        PollFor([&] { return c.member(id).sm->values().size() == 10; }));
+  }
+  raft::NodeId f = lead == 1 ? 2 : 1;
+  constexpr int kThreads = 4, kReads = 250;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; t++) {
+    threads.emplace_back([&, t] {
+      Member& m = c.member(t % 2 == 0 ? lead : f);
+      for (int i = 0; i < kReads; i++) {
+        m.node->ReadIndexAsync([&, sm = m.sm.get()](Status st) {
+          if (!st.ok()) {
+            failed++;
+          } else {
+            if (sm->values().size() < 10) stale++;
+            ok++;
+          }
+        });
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_TRUE(PollFor([&] { return ok + failed == kThreads * kReads; }))
+      << "completed " << ok + failed << " of " << kThreads * kReads;
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(stale, 0);
 }
 
 TEST(RaftNodeTest, KilledLeaderIsReplacedAndRestartedMemberCatchesUp) {
