@@ -208,6 +208,26 @@ def test_jwt_tokens_with_etcdctl_and_expiry(make_cluster, tmp_path, auth_service
         assert range_with(ch, authenticate(ch), b"/jwt/k") == 1
 
 
+def test_jwt_token_from_one_member_works_on_every_member(make_cluster, tmp_path, auth_service):
+    """JWT tokens need no shared state: each member checks the signature."""
+    priv, pub = make_keys(tmp_path / "keys", "ES256")
+    c = make_cluster(3, extra_flags={"auth-token": auth_token_flag("ES256", priv, pub, "1m")})
+    enable_auth(c[0])
+    with channel(c[1]) as ch1:
+        token = authenticate(ch1)
+    for i, m in enumerate(c.members):
+        with channel(m) as ch:
+            assert put_with(ch, token, f"/jwt/every/{i}".encode(), b"v") > 0
+    for m in c.members:
+        with channel(m) as ch:
+            resp = etcdrpc.KVStub(ch).Range(
+                etcdrpc.RangeRequest(key=b"/jwt/every/", range_end=b"/jwt/every0"),
+                metadata=(("token", token),), timeout=10)
+            assert [kv.key for kv in resp.kvs] == [f"/jwt/every/{i}".encode() for i in range(3)]
+    out = c[2].ctl_ok("--user", f"root:{ROOT_PW}", "get", "/jwt/every/0", "--print-value-only")
+    assert out.out.strip() == "v"
+
+
 def test_jwt_pub_key_only_member_verifies_but_cannot_sign(make_cluster, tmp_path, auth_service):
     priv, pub = make_keys(tmp_path / "keys", "ES256")
     other_priv, _ = make_keys(tmp_path / "keys", "ES256", "other")
