@@ -119,7 +119,17 @@ void Recipes::Connect(std::shared_ptr<grpc::Channel> ch) {
 
 std::unique_ptr<grpc::ClientContext> Recipes::Child(
     const grpc::ServerContextBase* ctx) {
-  if (ctx != nullptr) return grpc::ClientContext::FromServerContext(*ctx);
+  if (ctx != nullptr) {
+    auto c = grpc::ClientContext::FromServerContext(*ctx);
+    // The child calls are the caller's: its auth token goes with them.
+    for (const char* key : {"token", "authorization"}) {
+      auto it = ctx->client_metadata().find(key);
+      if (it != ctx->client_metadata().end()) {
+        c->AddMetadata(key, std::string(it->second.data(), it->second.size()));
+      }
+    }
+    return c;
+  }
   auto c = std::make_unique<grpc::ClientContext>();
   c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   return c;

@@ -127,6 +127,10 @@ inline constexpr EtcdError kErrInvalidAuthToken{
     StatusCode::UNAUTHENTICATED, "etcdserver: invalid auth token"};
 inline constexpr EtcdError kErrInvalidAuthMgmt{
     StatusCode::INVALID_ARGUMENT, "etcdserver: invalid auth management"};
+inline constexpr EtcdError kErrPermissionNotGiven{
+    StatusCode::INVALID_ARGUMENT, "etcdserver: permission not given"};
+inline constexpr EtcdError kErrAuthOldRevision{
+    StatusCode::INVALID_ARGUMENT, "etcdserver: revision of auth store is old"};
 
 // Leadership, availability and cluster health.
 inline constexpr EtcdError kErrNoLeader{StatusCode::UNAVAILABLE,
@@ -217,6 +221,8 @@ inline constexpr EtcdError kAllEtcdErrors[] = {
     kErrAuthNotEnabled,
     kErrInvalidAuthToken,
     kErrInvalidAuthMgmt,
+    kErrPermissionNotGiven,
+    kErrAuthOldRevision,
     kErrNoLeader,
     kErrNotLeader,
     kErrLeaderChanged,

@@ -2,6 +2,7 @@
 
 #include <string_view>
 
+#include "api/auth_service.h"
 #include "api/errors.h"
 #include "api/services.h"
 
@@ -82,6 +83,14 @@ grpc::Status LeaseService::LeaseRevoke(
     grpc::ServerContext* ctx, const etcdserverpb::LeaseRevokeRequest* r,
     etcdserverpb::LeaseRevokeResponse* out) {
   if (LeaderRequiredButMissing(ctx, s_)) return kErrNoLeader.ToStatus();
+  // Checked at apply: the caller must be allowed to write every key
+  // attached to the lease (etcd's checkLeasePuts).
+  auto ai = CallerOf(ctx, s_);
+  if (!ai.ok()) return ToGrpc(ai.status());
+  internal::AuthHeader h;
+  h.set_username(ai->user);
+  h.set_auth_revision(ai->revision);
+  server::ScopedRequestAuth scope(&h);
   return ToGrpc(s_->LeaseRevoke(*r, out));
 }
 
@@ -89,7 +98,21 @@ grpc::Status LeaseService::LeaseTimeToLive(
     grpc::ServerContext* ctx, const etcdserverpb::LeaseTimeToLiveRequest* r,
     etcdserverpb::LeaseTimeToLiveResponse* out) {
   if (LeaderRequiredButMissing(ctx, s_)) return kErrNoLeader.ToStatus();
-  return ToGrpc(s_->LeaseTimeToLive(*r, out));
+  Status st = s_->LeaseTimeToLive(*r, out);
+  if (st.ok() && r->keys() && s_->auth()->enabled()) {
+    // The attached keys are shown only to a caller that may read them all
+    // (etcd 3.5's checkLeaseTimeToLive; 3.4 shows them to anyone).
+    auto ai = CallerOf(ctx, s_);
+    if (!ai.ok()) return ToGrpc(ai.status());
+    for (const auto& k : out->keys()) {
+      st = s_->auth()->IsRangePermitted(*ai, k, "");
+      if (!st.ok()) {
+        out->Clear();
+        return ToGrpc(st);
+      }
+    }
+  }
+  return ToGrpc(st);
 }
 
 grpc::Status LeaseService::LeaseLeases(grpc::ServerContext* ctx,

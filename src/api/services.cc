@@ -6,6 +6,7 @@
 #include <climits>
 #include <string_view>
 
+#include "api/auth_service.h"
 #include "api/client_tls.h"
 #include "api/errors.h"
 #include "api/grpc_metrics.h"
@@ -85,8 +86,7 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
 // then starts it: start(req, &resp, done).
 template <typename Req, typename Resp, typename Start>
 grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* ctx,
-                                const server::Server* s,
-                                const grpc::ByteBuffer* in,
+                                server::Server* s, const grpc::ByteBuffer* in,
                                 grpc::ByteBuffer* out, Start start) {
   auto* call = new UnaryCall<Req, Resp>(out);
   grpc::ByteBuffer bytes(*in);  // shares the slices
@@ -101,8 +101,38 @@ grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* ctx,
   } else if (LearnerRefuses(s) && !LearnerServes(call->req)) {
     call->Finish(kErrNotSupportedForLearner.ToStatus());
   } else {
-    start(call->req, &call->resp,
-          [call](const Status& st) { call->Complete(st); });
+    // Auth: the caller may make the request as of now; a write carries
+    // who made it into the log and is checked again at apply; a read
+    // served here is checked again if auth changed while it ran.
+    internal::AuthHeader h;
+    if (IsLinearizableRead(call->req)) {
+      auto ai = CallerOf(ctx, s);  // an invalid token fails at once
+      if (!ai.ok()) {
+        call->Finish(ToGrpc(ai.status()));
+        return call;
+      }
+      start(call->req, &call->resp, [call, ctx, s](Status st) {
+        internal::AuthHeader now;
+        if (st.ok()) st = AuthorizeKv(ctx, s, call->req, &now);
+        call->Complete(st);
+      });
+      return call;
+    }
+    Status st = AuthorizeKv(ctx, s, call->req, &h);
+    if (!st.ok()) {
+      call->Finish(ToGrpc(st));
+      return call;
+    }
+    server::ScopedRequestAuth scope(&h);
+    if (!IsServedLocally(call->req) || h.auth_revision() == 0) {
+      start(call->req, &call->resp,
+            [call](const Status& st) { call->Complete(st); });
+    } else {
+      start(call->req, &call->resp, [call, ctx, s, h](Status st) {
+        if (st.ok()) st = RecheckRead(ctx, s, call->req, h);
+        call->Complete(st);
+      });
+    }
   }
   return call;
 }
@@ -168,15 +198,19 @@ grpc::Status MaintenanceService::Alarm(grpc::ServerContext*,
   return ToGrpc(s_->Alarm(*r, out));
 }
 
-grpc::Status MaintenanceService::HashKV(grpc::ServerContext*,
+grpc::Status MaintenanceService::HashKV(grpc::ServerContext* ctx,
                                         const etcdserverpb::HashKVRequest* r,
                                         etcdserverpb::HashKVResponse* out) {
+  if (keel::Status a = CheckAdmin(ctx, s_, /*raw=*/true); !a.ok())
+    return ToGrpc(a);
   return ToGrpc(s_->HashKV(*r, out));
 }
 
 grpc::Status MaintenanceService::Defragment(
-    grpc::ServerContext*, const etcdserverpb::DefragmentRequest*,
+    grpc::ServerContext* ctx, const etcdserverpb::DefragmentRequest*,
     etcdserverpb::DefragmentResponse* out) {
+  if (keel::Status a = CheckAdmin(ctx, s_, /*raw=*/true); !a.ok())
+    return ToGrpc(a);
   return ToGrpc(s_->Defragment(out));
 }
 
@@ -186,21 +220,27 @@ grpc::Status ClusterService::MemberList(
   return ToGrpc(s_->MemberList(*r, out));
 }
 
-grpc::Status MaintenanceService::Hash(grpc::ServerContext*,
+grpc::Status MaintenanceService::Hash(grpc::ServerContext* ctx,
                                       const etcdserverpb::HashRequest*,
                                       etcdserverpb::HashResponse* out) {
+  if (keel::Status a = CheckAdmin(ctx, s_, /*raw=*/true); !a.ok())
+    return ToGrpc(a);
   return ToGrpc(s_->Hash(out));
 }
 
 grpc::Status MaintenanceService::MoveLeader(
-    grpc::ServerContext*, const etcdserverpb::MoveLeaderRequest* r,
+    grpc::ServerContext* ctx, const etcdserverpb::MoveLeaderRequest* r,
     etcdserverpb::MoveLeaderResponse* out) {
+  if (keel::Status a = CheckAdmin(ctx, s_, /*raw=*/true); !a.ok())
+    return ToGrpc(a);
   return ToGrpc(s_->MoveLeader(*r, out));
 }
 
 grpc::Status MaintenanceService::Snapshot(
     grpc::ServerContext* ctx, const etcdserverpb::SnapshotRequest*,
     grpc::ServerWriter<etcdserverpb::SnapshotResponse>* w) {
+  if (keel::Status a = CheckAdmin(ctx, s_, /*raw=*/true); !a.ok())
+    return ToGrpc(a);
   // etcd sends the file in pieces, each with the bytes still to come, and
   // the file's SHA-256 as the last 32 bytes of the stream.
   uint64_t sent = 0;
@@ -216,27 +256,35 @@ grpc::Status MaintenanceService::Snapshot(
   }));
 }
 
-grpc::Status ClusterService::MemberAdd(grpc::ServerContext*,
+grpc::Status ClusterService::MemberAdd(grpc::ServerContext* ctx,
                                        const etcdserverpb::MemberAddRequest* r,
                                        etcdserverpb::MemberAddResponse* out) {
+  if (keel::Status a = CheckAdmin(ctx, s_, /*raw=*/false); !a.ok())
+    return ToGrpc(a);
   return ToGrpc(s_->MemberAdd(*r, out));
 }
 
 grpc::Status ClusterService::MemberRemove(
-    grpc::ServerContext*, const etcdserverpb::MemberRemoveRequest* r,
+    grpc::ServerContext* ctx, const etcdserverpb::MemberRemoveRequest* r,
     etcdserverpb::MemberRemoveResponse* out) {
+  if (keel::Status a = CheckAdmin(ctx, s_, /*raw=*/false); !a.ok())
+    return ToGrpc(a);
   return ToGrpc(s_->MemberRemove(*r, out));
 }
 
 grpc::Status ClusterService::MemberUpdate(
-    grpc::ServerContext*, const etcdserverpb::MemberUpdateRequest* r,
+    grpc::ServerContext* ctx, const etcdserverpb::MemberUpdateRequest* r,
     etcdserverpb::MemberUpdateResponse* out) {
+  if (keel::Status a = CheckAdmin(ctx, s_, /*raw=*/false); !a.ok())
+    return ToGrpc(a);
   return ToGrpc(s_->MemberUpdate(*r, out));
 }
 
 grpc::Status ClusterService::MemberPromote(
     grpc::ServerContext* ctx, const etcdserverpb::MemberPromoteRequest* r,
     etcdserverpb::MemberPromoteResponse* out) {
+  if (keel::Status a = CheckAdmin(ctx, s_, /*raw=*/false); !a.ok())
+    return ToGrpc(a);
   grpc::Status st = ToGrpc(s_->MemberPromote(*r, out));
   if (st.error_message() != kErrNotLeader.message) return st;
   auto urls = s_->LeaderClientUrls();
@@ -246,6 +294,12 @@ grpc::Status ClusterService::MemberPromote(
   auto stub = etcdserverpb::Cluster::NewStub(
       grpc::CreateChannel(url->HostPort(), grpc::InsecureChannelCredentials()));
   grpc::ClientContext fwd;
+  for (const char* key : {"token", "authorization"}) {
+    auto it = ctx->client_metadata().find(key);
+    if (it != ctx->client_metadata().end()) {
+      fwd.AddMetadata(key, std::string(it->second.data(), it->second.size()));
+    }
+  }
   fwd.set_deadline(ctx->deadline());
   return stub->MemberPromote(&fwd, *r, out);
 }
@@ -258,7 +312,8 @@ ClientApi::ClientApi(server::Server* s)
       lock_(&recipes_),
       election_(&recipes_),
       watch_(s),
-      keel_membership_(s) {}
+      keel_membership_(s),
+      auth_(s) {}
 
 ClientApi::~ClientApi() { Shutdown(); }
 
@@ -328,6 +383,7 @@ Result<std::unique_ptr<ClientApi>> ClientApi::Start(server::Server* s) {
   b.RegisterService(&api->election_);
   b.RegisterService(&api->watch_);
   b.RegisterService(&api->keel_membership_);
+  b.RegisterService(&api->auth_);
   api->grpc_ = b.BuildAndStart();
   if (!api->grpc_) return Status::IOError("cannot start the gRPC server");
   // Election and Lock call this member's own services in-process.

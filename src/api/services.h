@@ -13,10 +13,11 @@
 #include <memory>
 #include <vector>
 
+#include "api/auth_service.h"
 #include "api/concurrency_services.h"
+#include "api/keel_services.h"
 #include "api/lease_service.h"
 #include "api/watch_service.h"
-#include "api/keel_services.h"
 #include "common/status.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
 #include "http/listener.h"
@@ -148,6 +149,7 @@ class ClientApi {
   ElectionService election_;
   WatchService watch_;
   KeelMembershipService keel_membership_;
+  AuthService auth_;
   std::unique_ptr<grpc::Server> grpc_;
   std::vector<int> ports_;
   std::shared_ptr<grpc::Channel> channel_;

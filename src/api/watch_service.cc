@@ -6,6 +6,7 @@
 #include <map>
 #include <string_view>
 
+#include "api/auth_service.h"
 #include "api/errors.h"
 #include "mvcc/watch_hub.h"
 
@@ -34,8 +35,9 @@ class WatchStream final
                                      etcdserverpb::WatchResponse>,
       public mvcc::WatchSink {
  public:
-  WatchStream(WatchService* svc, server::Server* s)
-      : svc_(svc), s_(s), hub_(s->watch_hub()) {}
+  WatchStream(WatchService* svc, server::Server* s,
+              const grpc::CallbackServerContext* ctx)
+      : svc_(svc), s_(s), hub_(s->watch_hub()), ctx_(ctx) {}
 
   void Begin() { StartRead(&req_); }
 
@@ -139,6 +141,10 @@ class WatchStream final
       blocked_ = true;
       return false;
     }
+    auto it = ids_.find(watch_id);
+    if (it != ids_.end() && !StillPermittedLocked(watch_id, it->second)) {
+      return true;  // dropped
+    }
     etcdserverpb::WatchResponse r;
     s_->FillHeader(r.mutable_header(), header_rev);
     r.set_watch_id(watch_id);
@@ -159,7 +165,6 @@ class WatchStream final
         ToPb(*e.prev_kv, pe->mutable_prev_kv());
       }
     }
-    auto it = ids_.find(watch_id);
     const bool fragment = it != ids_.end() && it->second.fragment;
     if (fragment) {
       SendFragmentsLocked(std::move(r));
@@ -183,6 +188,10 @@ class WatchStream final
 
   void SendProgress(int64_t watch_id, int64_t rev) override {
     std::lock_guard l(mu_);
+    auto it = ids_.find(watch_id);
+    if (it != ids_.end() && !StillPermittedLocked(watch_id, it->second)) {
+      return;
+    }
     etcdserverpb::WatchResponse r;
     s_->FillHeader(r.mutable_header(), rev);
     r.set_watch_id(watch_id);
@@ -193,6 +202,14 @@ class WatchStream final
   struct WatchState {
     uint64_t handle = 0;  // 0 while being created
     bool fragment = false;
+    // Auth: who watches what, and the auth revision it was allowed at. A
+    // watch whose permission is revoked is cancelled (keel: etcd 3.4 keeps
+    // sending); its id stays taken, so that events the hub still holds for
+    // it never reach a new watch of the same id.
+    std::string user;
+    std::string key, range_end;
+    uint64_t auth_revision = 0;
+    bool revoked = false;
   };
 
   void Handle(const etcdserverpb::WatchRequest& req) {
@@ -226,6 +243,21 @@ class WatchStream final
     spec.prev_kv = c.prev_kv();
     spec.progress_notify = c.progress_notify();
 
+    if (!WatchPermitted(c)) {
+      // etcd's answer: the gRPC error's text as the cancel reason.
+      etcdserverpb::WatchResponse r;
+      hub_->WithProgressRevision(
+          {}, [&](int64_t rev) { s_->FillHeader(r.mutable_header(), rev); });
+      r.set_watch_id(c.watch_id());
+      r.set_created(true);
+      r.set_canceled(true);
+      r.set_cancel_reason(
+          "rpc error: code = PermissionDenied desc = etcdserver: permission "
+          "denied");
+      std::lock_guard l(mu_);
+      if (!finishing_) EnqueueLocked(std::move(r));
+      return;
+    }
     const bool from_key = spec.range_end.size() == 1 && spec.range_end[0] == 0;
     std::string err;
     int64_t id = c.watch_id();
@@ -241,7 +273,8 @@ class WatchStream final
           while (ids_.count(next_id_)) next_id_++;
           id = next_id_++;
         }
-        ids_[id] = WatchState{0, c.fragment()};
+        ids_[id] = WatchState{0,       c.fragment(),  caller_,
+                              c.key(), c.range_end(), s_->auth()->revision()};
       }
     }
     if (!err.empty()) {
@@ -276,6 +309,42 @@ class WatchStream final
       }
     }
     if (orphan) hub_->Remove(handle);
+  }
+
+  // etcd's isWatchPermitted: read permission on the watched range for the
+  // stream's caller, as of the create request.
+  bool WatchPermitted(const etcdserverpb::WatchCreateRequest& c) {
+    auto ai = CallerOf(ctx_, s_);
+    if (!s_->auth()->enabled()) return true;
+    if (!ai.ok()) return false;
+    {
+      std::lock_guard l(mu_);
+      caller_ = ai->user;
+    }
+    return s_->auth()->IsRangePermitted(*ai, c.key(), c.range_end()).ok();
+  }
+
+  // With mu_ held, before anything is sent for watch `w`: false if the
+  // watch is (now) revoked; cancels it the first time.
+  bool StillPermittedLocked(int64_t watch_id, WatchState& w) {
+    if (w.revoked) return false;
+    const server::AuthStore* auth = s_->auth();
+    const uint64_t rev = auth->revision();
+    if (!auth->enabled() || rev == w.auth_revision) return true;
+    if (auth->IsRangePermitted({w.user, rev}, w.key, w.range_end).ok()) {
+      w.auth_revision = rev;
+      return true;
+    }
+    w.revoked = true;
+    etcdserverpb::WatchResponse r;
+    s_->FillHeader(r.mutable_header(), 0);
+    r.set_watch_id(watch_id);
+    r.set_canceled(true);
+    r.set_cancel_reason(
+        "rpc error: code = PermissionDenied desc = etcdserver: permission "
+        "denied");
+    EnqueueLocked(std::move(r));
+    return false;
   }
 
   void Cancel(int64_t id) {
@@ -371,6 +440,8 @@ class WatchStream final
   WatchService* const svc_;
   server::Server* const s_;
   mvcc::WatchHub* const hub_;
+  const grpc::CallbackServerContext* const ctx_;  // lives as long as the call
+  std::string caller_;  // guarded by mu_: the user of the last create
   etcdserverpb::WatchRequest req_;  // the read in flight
 
   std::mutex mu_;
@@ -392,7 +463,7 @@ WatchService::~WatchService() { Shutdown(); }
 grpc::ServerBidiReactor<etcdserverpb::WatchRequest,
                         etcdserverpb::WatchResponse>*
 WatchService::Watch(grpc::CallbackServerContext* ctx) {
-  auto* s = new WatchStream(this, s_);
+  auto* s = new WatchStream(this, s_, ctx);
   bool refuse = false;
   {
     std::lock_guard l(mu_);

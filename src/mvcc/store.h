@@ -173,6 +173,14 @@ class Store {
                                           ConsistentIndex ci = {});
   // Records an applied entry that did not touch the store.
   Status SetConsistentIndex(ConsistentIndex ci);
+  // Server state kept beside the key space (auth's users and roles): a
+  // named blob in the meta column family, written in the same batch as ci
+  // (so it is exactly as of the applied index after a crash) and carried by
+  // ExportSnapshot/RestoreSnapshot. GetAux: NotFound when never written
+  // (store_aux.cc).
+  Status PutAux(std::string_view name, std::string_view value,
+                ConsistentIndex ci);
+  Result<std::string> GetAux(std::string_view name) const;
   // Makes every applied batch durable (WAL fsync).
   Status Sync();
   // Sync() plus a flush of memtables to SST files.

@@ -258,6 +258,7 @@ Status Server::OpenStorage() {
                               store.status().message());
   }
   store_ = std::move(store).value();
+  KEEL_RETURN_IF_ERROR(LoadAuth());
   KEEL_RETURN_IF_ERROR(LoadLeases());
   mvcc::WatchHubOptions wo;
   if (config_.watch_progress_notify_interval_ms > 0) {
@@ -453,6 +454,7 @@ void Server::PublishLoop() {
 Result<std::shared_ptr<ApplyResult>> Server::ProposeAndWait(
     internal::Request req) {
   uint64_t id = next_request_id_++;
+  StampRequestAuth(&req);
   req.set_id(id);
   req.set_member_id(member_id_);
   std::string data = req.SerializeAsString();
@@ -823,7 +825,9 @@ void Server::Apply(const raft::Entry& entry) {
       nospace = cluster_.HasAlarm(AlarmType::kNoSpace);
       corrupt = cluster_.HasAlarm(AlarmType::kCorrupt);
     }
-    if (corrupt && !(req.has_txn() && !HasWrites(req.txn()))) {
+    if (ApplyAuth(req, ci, result.get())) {
+      // An auth op, or a write its user may not make (server_auth.cc).
+    } else if (corrupt && !(req.has_txn() && !HasWrites(req.txn()))) {
       // etcd's corrupt applier refuses every write.
       result->status = EtcdErr(api::kErrCorrupt);
       record_index();
@@ -895,6 +899,7 @@ Status Server::RestoreSnapshot(const raft::Snapshot& snap) {
   std::error_code ec;
   if (fs::exists(path, ec)) {
     KEEL_RETURN_IF_ERROR(store_->RestoreSnapshot(path));
+    KEEL_RETURN_IF_ERROR(LoadAuth());
     KEEL_RETURN_IF_ERROR(LoadLeases());
     fs::remove(path, ec);
   } else if (AppliedIndex() < snap.metadata.index) {

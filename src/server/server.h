@@ -33,6 +33,7 @@
 #include "etcdserverpb/rpc.pb.h"
 #include "mvcc/store.h"
 #include "mvcc/watch_hub.h"
+#include "server/auth_store.h"
 #include "server/cluster_state.h"
 #include "server/config.h"
 #include "server/internal.pb.h"
@@ -57,6 +58,22 @@ struct ApplyResult {
   etcdserverpb::LeaseGrantResponse lease_grant;
   etcdserverpb::LeaseRevokeResponse lease_revoke;
   int64_t revision = 0;
+  std::string auth_token;  // made by an Authenticate
+};
+
+// Who makes the client requests proposed on this thread while it lives
+// (set by the API layer around a call): stamped on each proposal so that
+// the apply checks the user's permissions as of its place in the log
+// (server_auth.cc).
+class ScopedRequestAuth {
+ public:
+  explicit ScopedRequestAuth(const internal::AuthHeader* h);
+  ~ScopedRequestAuth();
+  ScopedRequestAuth(const ScopedRequestAuth&) = delete;
+  ScopedRequestAuth& operator=(const ScopedRequestAuth&) = delete;
+
+ private:
+  const internal::AuthHeader* prev_;
 };
 
 class Server final : public StateMachine,
@@ -113,6 +130,19 @@ class Server final : public StateMachine,
   // blocks a thread per stream.
   void LeaseRenew(int64_t id, std::function<void(Status, int64_t ttl)> done);
   int64_t CurrentRevision() const { return store_->CurrentRevision(); }
+
+  // ---- Auth (server_auth.cc) ----
+  AuthStore* auth() const { return auth_.get(); }
+  // Proposes one auth op (internal.proto) as the thread's ScopedRequestAuth
+  // and waits for it to apply; *revision: the store revision.
+  Status ProposeAuth(internal::Request req, int64_t* revision);
+  // Checks the password (on this thread) and has every member learn a
+  // token for the user.
+  Status Authenticate(const std::string& name, const std::string& password,
+                      std::string* token, int64_t* revision);
+  // Waits until this member applied everything committed now (auth reads
+  // are linearizable, as etcd's go through the log).
+  Status AuthReadBarrier();
 
   // ---- Asynchronous client requests (any thread; server_async.cc) ----
   // The same requests without a thread parked per request: `done` is called
@@ -240,6 +270,14 @@ class Server final : public StateMachine,
   // Times out asynchronous waiters and retries held reads (every 50 ms).
   void ReapLoop();
   void ApplyClusterChange(const internal::Request& req, ApplyResult* result);
+  // Auth (server_auth.cc): (re)loads the auth state from the store; applies
+  // an auth op or refuses a client write its user may not make (true: the
+  // entry is handled); stamps the thread's ScopedRequestAuth on a proposal.
+  Status LoadAuth();
+  bool ApplyAuth(const internal::Request& req, mvcc::ConsistentIndex ci,
+                 ApplyResult* result);
+  Status CheckAuthAtApply(const internal::Request& req);
+  static void StampRequestAuth(internal::Request* req);
   bool OverQuota() const;
   // NOSPACE refusal: an active alarm, or the store over its quota (which
   // raises the alarm).
@@ -278,6 +316,7 @@ class Server final : public StateMachine,
   std::unique_ptr<wal::DiskStorage> storage_;
   std::unique_ptr<Lessor> lessor_;  // before store_: the store asks it
   std::unique_ptr<mvcc::Store> store_;
+  std::unique_ptr<AuthStore> auth_;  // loaded from store_
   // After store_: detaches from the store before it closes.
   std::unique_ptr<mvcc::WatchHub> watch_hub_;
   std::unique_ptr<RaftNode> node_;

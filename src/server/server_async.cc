@@ -51,6 +51,7 @@ void Server::ProposeAsync(internal::Request req, Waiter::Callback done) {
     done(std::move(r));
   };
   uint64_t id = next_request_id_++;
+  StampRequestAuth(&req);
   req.set_id(id);
   req.set_member_id(member_id_);
   std::string data = req.SerializeAsString();

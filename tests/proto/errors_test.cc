@@ -22,7 +22,7 @@ TEST(EtcdErrors, MessagesAreEtcdsAndUnique) {
     EXPECT_TRUE(seen.insert(e.message).second) << e.message;
     EXPECT_NE(e.code, grpc::StatusCode::OK) << e.message;
   }
-  EXPECT_EQ(seen.size(), 56u);
+  EXPECT_EQ(seen.size(), 58u);
 }
 
 TEST(EtcdErrors, ToStatus) {
