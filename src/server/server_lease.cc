@@ -199,8 +199,17 @@ Status Server::LeaseTimeToLive(const etcdserverpb::LeaseTimeToLiveRequest& r,
       auto stub = etcdserverpb::Lease::NewStub(lease_work_->Channel(target));
       grpc::ClientContext ctx;
       ctx.set_deadline(SystemDeadline(deadline));
-      grpc::Status g = stub->LeaseTimeToLive(&ctx, r, out);
+      // The attached keys come from this member's store, not the leader's
+      // API: with auth on, the leader would check a caller this forwarded
+      // call cannot name (the client's permission to read them is checked
+      // here, src/api/lease_service.cc).
+      etcdserverpb::LeaseTimeToLiveRequest fwd = r;
+      fwd.set_keys(false);
+      grpc::Status g = stub->LeaseTimeToLive(&ctx, fwd, out);
       if (g.ok()) {
+        if (r.keys() && out->ttl() != -1) {
+          for (auto& k : store_->LeaseKeys(r.id())) out->add_keys(k);
+        }
         FillHeader(out->mutable_header(), store_->CurrentRevision());
         return Status::OK();
       }

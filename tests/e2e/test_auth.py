@@ -178,6 +178,11 @@ def test_revoke_takes_effect_at_once_on_every_member(make_cluster):
         for cli in clis:
             cli.close()
     assert m.ctl_ok(ROOT, "get", "/r/a", "--print-value-only").out == "1\n"
+    # Lease calls a follower forwards to the leader work with auth on.
+    lease = m.ctl_ok(ROOT, "lease", "grant", "100").out.split()[1]
+    m.ctl_ok(ROOT, "put", "/leased", "x", "--lease=" + lease)
+    for x in c.members:
+        assert "attached keys([/leased])" in x.ctl_ok(ROOT, "lease", "timetolive", lease, "--keys").out
     with pytest.raises(grpc.RpcError) as ei:
         user_client(m, "alice", "bad")
     assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT
