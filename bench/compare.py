@@ -139,8 +139,10 @@ class Member:
     peer: int
     data_dir: Path
     proc: Optional[subprocess.Popen] = None
-    # CPU seconds and peak RSS of earlier incarnations (before a restart).
+    # CPU seconds of earlier incarnations (before a restart).
     cpu_before: float = 0.0
+    # Highest VmHWM seen before the last reset or restart (kB).
+    hwm_seen: int = 0
 
     @property
     def endpoint(self) -> str:
@@ -215,12 +217,28 @@ class Cluster:
         return sum(proc_cpu_seconds(m.proc.pid) + m.cpu_before for m in self.members)
 
     def peak_rss_kb(self) -> list[int]:
+        """Each member's peak RSS over the whole run."""
+        return [max(m.hwm_seen, proc_status_kb(m.proc.pid, "VmHWM"))
+                for m in self.members]
+
+    def current_peak_rss_kb(self) -> list[int]:
+        """Each member's peak RSS since reset_peak_rss."""
         return [proc_status_kb(m.proc.pid, "VmHWM") for m in self.members]
+
+    def reset_peak_rss(self):
+        """Starts a new peak (VmHWM := current RSS, proc(5) clear_refs),
+        so that each workload gets its own peak; the whole run's peak is
+        kept in hwm_seen."""
+        for m in self.members:
+            m.hwm_seen = max(m.hwm_seen, proc_status_kb(m.proc.pid, "VmHWM"))
+            with open(f"/proc/{m.proc.pid}/clear_refs", "w") as f:
+                f.write("5")
 
     def stop_member(self, m: Member, sig=signal.SIGTERM):
         if m.proc is None or m.proc.poll() is not None:
             return
         m.cpu_before += proc_cpu_seconds(m.proc.pid)
+        m.hwm_seen = max(m.hwm_seen, proc_status_kb(m.proc.pid, "VmHWM"))
         m.proc.send_signal(sig)
         try:
             m.proc.wait(timeout=30)
@@ -358,7 +376,8 @@ def measure_restart(c: Cluster, timeout: float) -> dict:
         return s is not None and s.get("raftAppliedIndex", s.get("raftIndex", 0)) >= target
 
     wait_for(caught_up, timeout, f"{m.name} to catch up", interval=0.05)
-    return {"serve_s": serve_s, "caught_up_s": time.monotonic() - t0, "member": m.name}
+    return {"serve_s": serve_s, "caught_up_s": time.monotonic() - t0, "member": m.name,
+            "restarted_peak_rss_kb": proc_status_kb(m.proc.pid, "VmHWM")}
 
 
 def fmt(v: Optional[float], unit: str = "") -> str:
@@ -420,6 +439,7 @@ def summarize(results: dict, wls: list[Workload]) -> list[Row]:
                             pick("keel", lambda r: r["latency_ms"]["avg"]), "lower", note))
             rows.append(Row(wl.title, "delay p99 ms", pick("etcd", lambda r: r["latency_ms"]["p99"]),
                             pick("keel", lambda r: r["latency_ms"]["p99"]), "lower"))
+            rows.append(rss_row(wl, pick))
             continue
         rows.append(Row(wl.title, "QPS", pick("etcd", lambda r: r["qps"]),
                         pick("keel", lambda r: r["qps"]), "higher", note))
@@ -434,7 +454,15 @@ def summarize(results: dict, wls: list[Workload]) -> list[Row]:
                         pick("etcd", lambda r: 1e4 * r.get("client_cpu_s", 0) / max(1, r["ops"])),
                         pick("keel", lambda r: 1e4 * r.get("client_cpu_s", 0) / max(1, r["ops"])),
                         "lower", "keel-bench itself, on the same cores"))
+        rows.append(rss_row(wl, pick))
     return rows
+
+
+def rss_row(wl: Workload, pick) -> Row:
+    """The highest member's peak RSS during the workload (the peak is reset
+    before each run; memory a member kept from earlier workloads counts)."""
+    f = lambda r: max(r["peak_rss_kb"]) / 1024 if "peak_rss_kb" in r else None  # noqa: E731
+    return Row(wl.title, "peak RSS MiB (max member)", pick("etcd", f), pick("keel", f), "lower")
 
 
 def markdown_table(rows: list[Row]) -> str:
@@ -585,8 +613,10 @@ def main() -> int:
                         eps = [leader.endpoint]
                     extra = watch_extra if wl.name == "watch" else []
                     cpu0 = c.cpu_seconds()
+                    c.reset_peak_rss()
                     r = run_bench(args.bench, wl, total, eps, extra, timeout=900)
                     r["server_cpu_s"] = c.cpu_seconds() - cpu0
+                    r["peak_rss_kb"] = c.current_peak_rss_kb()
                     r["round"] = rnd
                     results[wl.name][kind].append(r)
                     if "failed" in r:
@@ -596,7 +626,8 @@ def main() -> int:
                             f"{r['latency_ms']['avg']:8.3f} ms  p99 "
                             f"{r['latency_ms']['p99']:8.3f} ms  errors {r['errors']}  "
                             f"server CPU {r['server_cpu_s']:.1f} s  "
-                            f"client CPU {r['client_cpu_s']:.1f} s")
+                            f"client CPU {r['client_cpu_s']:.1f} s  peak RSS "
+                            f"{max(r['peak_rss_kb']) / 1024:.0f} MiB")
         rss = {k: c.peak_rss_kb() for k, c in clusters.items()}
         cpu = {k: c.cpu_seconds() for k, c in clusters.items()}
         if restart_keys:
@@ -641,6 +672,9 @@ def main() -> int:
         rows.append(Row(f"restart a member holding {restart_keys:,} keys",
                         "seconds to catch up", get("etcd", "caught_up_s"),
                         get("keel", "caught_up_s"), "lower"))
+        kb = lambda k: (get(k, "restarted_peak_rss_kb") or 0) / 1024 or None  # noqa: E731
+        rows.append(Row(f"restart a member holding {restart_keys:,} keys",
+                        "restarted member's peak RSS MiB", kb("etcd"), kb("keel"), "lower"))
         ra = extra_out.get("rss_after_restart_load_kb")
         if ra:
             rows.append(Row(f"after loading {restart_keys:,} keys", "peak RSS MiB (max member)",
