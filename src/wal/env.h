@@ -46,6 +46,16 @@ class RandomAccessFile {
   virtual Status Read(uint64_t offset, size_t n, std::string* out) const = 0;
 };
 
+// A whole file's contents for one sequential pass (WAL recovery).
+class FileContents {
+ public:
+  virtual ~FileContents() = default;
+  virtual std::string_view data() const = 0;
+  // The reader will not look at data()[0, offset) again: its memory may be
+  // given back (a mapping's pages leave the resident set).
+  virtual void Release(uint64_t offset) { (void)offset; }
+};
+
 class Env {
  public:
   virtual ~Env() = default;
@@ -60,6 +70,11 @@ class Env {
   virtual Result<std::unique_ptr<RandomAccessFile>> OpenReadable(
       const std::string& path) = 0;
   virtual Status ReadFile(const std::string& path, std::string* out) = 0;
+  // The file's contents for one pass. The default reads it into memory;
+  // PosixEnv maps it, so that a 64 MiB WAL segment does not cost 64 MiB of
+  // heap while it is scanned.
+  virtual Result<std::unique_ptr<FileContents>> ReadWholeFile(
+      const std::string& path);
   virtual bool FileExists(const std::string& path) = 0;
   virtual Result<uint64_t> FileSize(const std::string& path) = 0;
   // Names (not paths) of the directory's entries, sorted.

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -117,8 +118,61 @@ class PosixRandomAccessFile final : public RandomAccessFile {
   const int fd_;
 };
 
+// A read-only private mapping; Release drops the pages behind the reader
+// from the resident set (they stay in the page cache).
+class MappedFile final : public FileContents {
+ public:
+  MappedFile(void* base, size_t size) : base_(base), size_(size) {}
+  ~MappedFile() override {
+    if (base_ != nullptr) ::munmap(base_, size_);
+  }
+  std::string_view data() const override {
+    return {static_cast<const char*>(base_), size_};
+  }
+  void Release(uint64_t offset) override {
+    static const uint64_t kPage =
+        static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    // In steps of 4 MiB: few system calls, little resident at a time.
+    const uint64_t upto = std::min<uint64_t>(offset, size_) / kPage * kPage;
+    if (upto < released_ + (4u << 20)) return;
+    ::madvise(static_cast<char*>(base_) + released_, upto - released_,
+              MADV_DONTNEED);
+    released_ = upto;
+  }
+
+ private:
+  void* const base_;
+  const size_t size_;
+  uint64_t released_ = 0;
+};
+
 class PosixEnv final : public Env {
  public:
+  Result<std::unique_ptr<FileContents>> ReadWholeFile(
+      const std::string& path) override {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ErrnoStatus("open", path, errno);
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+      int err = errno;
+      ::close(fd);
+      return ErrnoStatus("stat", path, err);
+    }
+    const size_t size = static_cast<size_t>(st.st_size);
+    void* base = nullptr;
+    if (size > 0) {
+      base = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+      if (base == MAP_FAILED) {
+        int err = errno;
+        ::close(fd);
+        return ErrnoStatus("mmap", path, err);
+      }
+      ::madvise(base, size, MADV_SEQUENTIAL);
+    }
+    ::close(fd);
+    return std::unique_ptr<FileContents>(new MappedFile(base, size));
+  }
+
   Result<std::unique_ptr<WritableFile>> OpenWritable(const std::string& path,
                                                      bool truncate) override {
     int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (truncate ? O_TRUNC : 0);
@@ -209,6 +263,23 @@ class PosixEnv final : public Env {
 Env* Env::Posix() {
   static Env* env = new PosixEnv();
   return env;
+}
+
+namespace {
+
+class OwnedContents final : public FileContents {
+ public:
+  std::string_view data() const override { return bytes; }
+  std::string bytes;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<FileContents>> Env::ReadWholeFile(
+    const std::string& path) {
+  auto c = std::make_unique<OwnedContents>();
+  KEEL_RETURN_IF_ERROR(ReadFile(path, &c->bytes));
+  return std::unique_ptr<FileContents>(std::move(c));
 }
 
 std::string JoinPath(std::string_view dir, std::string_view name) {

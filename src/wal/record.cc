@@ -1,6 +1,7 @@
 #include "wal/record.h"
 
 #include <algorithm>
+#include <cstring>
 #include <sstream>
 
 #include "common/coding.h"
@@ -17,8 +18,16 @@ bool ValidType(uint8_t t) {
          t <= static_cast<uint8_t>(RecordType::kMetadata);
 }
 
+// memcmp against a block of zeros: recovery checks the whole preallocated
+// tail of a segment (up to 64 MiB), and a byte loop was a sixth of a
+// restart's CPU.
 bool AllZero(std::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char c) { return c == 0; });
+  static constexpr char kZeros[4096] = {};
+  while (s.size() > sizeof(kZeros)) {
+    if (std::memcmp(s.data(), kZeros, sizeof(kZeros)) != 0) return false;
+    s.remove_prefix(sizeof(kZeros));
+  }
+  return std::memcmp(s.data(), kZeros, s.size()) == 0;
 }
 
 // True if some sector-aligned piece of data[begin, end) is all zeros: the
@@ -145,8 +154,18 @@ std::string DescribeRecord(RecordType type, std::string_view payload) {
 }
 
 SegmentScan ScanSegment(std::string_view data, bool last_segment,
-                        const RecordVisitor& visit, Status* visit_status) {
+                        const RecordVisitor& visit, Status* visit_status,
+                        const std::function<void(uint64_t)>& consumed) {
   *visit_status = Status::OK();
+  // The zero tail of a preallocated segment, in pieces, giving each back.
+  auto zero_tail = [&](uint64_t from) {
+    constexpr uint64_t kPiece = 1u << 20;
+    for (uint64_t p = from; p < data.size(); p += kPiece) {
+      if (!AllZero(data.substr(p, kPiece))) return false;
+      if (consumed) consumed(p + kPiece);
+    }
+    return true;
+  };
   SegmentScan scan;
   const uint64_t n = data.size();
   uint64_t off = 0;
@@ -159,7 +178,7 @@ SegmentScan ScanSegment(std::string_view data, bool last_segment,
   };
   while (off < n) {
     if (n - off < kRecordHeaderSize) {
-      if (AllZero(data.substr(off))) break;
+      if (zero_tail(off)) break;
       return fail(true, "incomplete record header");
     }
     uint32_t length = 0;
@@ -168,7 +187,7 @@ SegmentScan ScanSegment(std::string_view data, bool last_segment,
       case HeaderCheck::kZero:
         // End of the records. Only zeros may follow: anything else is data
         // that was being written at a crash (last segment) or damage.
-        if (!AllZero(data.substr(off))) {
+        if (!zero_tail(off)) {
           return fail(true, "non-zero bytes after the end of the records");
         }
         scan.valid_end = off;
@@ -197,6 +216,7 @@ SegmentScan ScanSegment(std::string_view data, bool last_segment,
     }
     scan.records++;
     off = end;
+    if (consumed) consumed(off);
   }
   scan.valid_end = off;
   return scan;

@@ -92,9 +92,13 @@ using RecordVisitor = std::function<Status(
 // Scans a whole segment, calling visit for each valid record in order.
 // last_segment: damage that looks like a torn write (see the format doc) is
 // reported as kTorn only in the last segment. A visitor error stops the
-// scan and is returned in *visit_status.
-SegmentScan ScanSegment(std::string_view data, bool last_segment,
-                        const RecordVisitor& visit, Status* visit_status);
+// scan and is returned in *visit_status. `consumed`, if given, is told
+// offsets before which the scan will not read data again (the caller may
+// drop those bytes from memory).
+SegmentScan ScanSegment(
+    std::string_view data, bool last_segment, const RecordVisitor& visit,
+    Status* visit_status,
+    const std::function<void(uint64_t)>& consumed = nullptr);
 
 // Reads one record that starts at `offset` of `data` (at least the header
 // and payload), verifying both checksums. For reads of single entries.

@@ -199,8 +199,10 @@ Status Wal::Recover(const RecoveryVisitor& visit) {
     const uint64_t seq = segs[i].first;
     const std::string path = JoinPath(dir, segs[i].second);
     const bool last = i + 1 == segs.size();
-    std::string data;
-    KEEL_RETURN_IF_ERROR(env_->ReadFile(path, &data));
+    auto contents = env_->ReadWholeFile(path);
+    if (!contents.ok()) return contents.status();
+    FileContents& file = **contents;
+    const std::string_view data = file.data();
     Segment seg{path, 0, 0};
     int count = 0;
     bool header_ok = false;
@@ -259,7 +261,9 @@ Status Wal::Recover(const RecoveryVisitor& visit) {
                     WalPos{seq, off}, &path});
     };
     Status visit_status;
-    SegmentScan scan = ScanSegment(data, last, on_record, &visit_status);
+    SegmentScan scan =
+        ScanSegment(data, last, on_record, &visit_status,
+                    [&file](uint64_t off) { file.Release(off); });
     KEEL_RETURN_IF_ERROR(visit_status);
     if (scan.end == ScanEnd::kCorrupt) {
       return Status::Corruption("wal: " + scan.problem +

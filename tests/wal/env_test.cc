@@ -42,6 +42,14 @@ void ExerciseEnv(Env* env, const std::string& dir) {
   }
   EXPECT_EQ(*env->FileSize(a), 4096u);
   std::string got = Read(env, a);
+  {
+    // The same bytes through ReadWholeFile (mapped by PosixEnv), also
+    // after the reader gave back what it read.
+    auto whole = env->ReadWholeFile(a);
+    ASSERT_TRUE(whole.ok()) << whole.status().ToString();
+    EXPECT_EQ(std::string((*whole)->data()), got);
+    (*whole)->Release(4096);
+  }
   EXPECT_EQ(got.substr(10, 5), "hello");
   EXPECT_EQ(got.substr(0, 10), std::string(10, '\0'));
   auto r = env->OpenReadable(a);

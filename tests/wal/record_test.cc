@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "raft/codec.h"
 
 namespace keel::wal {
@@ -127,6 +129,35 @@ TEST(RecordTest, GarbageAfterZeroHeader) {
   std::vector<Seen> seen;
   EXPECT_EQ(Scan(seg, false, &seen).end, ScanEnd::kCorrupt);
   EXPECT_EQ(Scan(seg, true, &seen).end, ScanEnd::kTorn);
+}
+
+// What the scan says it is done with: monotonic, never past a record it has
+// yet to read, and up to the end of a zero tail (so a mapped segment can be
+// given back as it is scanned).
+TEST(RecordTest, ConsumedOffsetsNeverPassUnreadData) {
+  std::vector<uint64_t> offsets;
+  const std::string data = ThreeRecords(&offsets, 3u << 20);
+  std::vector<uint64_t> consumed;
+  std::vector<std::pair<uint64_t, uint64_t>> at_visit;  // (offset, consumed)
+  Status vs;
+  SegmentScan s = ScanSegment(
+      data, true,
+      [&](RecordType, std::string_view, uint64_t off) {
+        at_visit.push_back({off, consumed.empty() ? 0 : consumed.back()});
+        return Status::OK();
+      },
+      &vs, [&](uint64_t off) { consumed.push_back(off); });
+  ASSERT_TRUE(vs.ok());
+  EXPECT_EQ(s.end, ScanEnd::kClean);
+  EXPECT_EQ(s.records, 3u);
+  ASSERT_EQ(at_visit.size(), 3u);
+  for (size_t i = 0; i < 3; i++) {
+    EXPECT_EQ(at_visit[i].first, offsets[i]);
+    EXPECT_LE(at_visit[i].second, offsets[i]);
+  }
+  ASSERT_FALSE(consumed.empty());
+  EXPECT_TRUE(std::is_sorted(consumed.begin(), consumed.end()));
+  EXPECT_GE(consumed.back(), data.size());
 }
 
 TEST(RecordTest, ParseRecordAt) {
