@@ -14,8 +14,8 @@
 #include "raft/codec.h"
 #include "server/convert.h"
 #include "server/request_checks.h"
-#include "server/tls_setup.h"
 #include "server/server_metrics.h"
+#include "server/tls_setup.h"
 
 namespace keel::server {
 
@@ -400,13 +400,22 @@ void Server::Stop() {
     stopping_ = true;
   }
   publish_cv_.notify_all();
+  // Consensus stops first, so that a thread waiting on a proposal (the
+  // publish loop, lease revokes) fails at once with "server stopped"
+  // rather than waiting out its request timeout: a member that had lost
+  // its quorum took ~7 s to stop.
+  if (node_) node_->Stop();
+  FailWaiters();
   if (publish_thread_.joinable()) publish_thread_.join();
   StopLeases();
   if (reaper_thread_.joinable()) reaper_thread_.join();
   if (corrupt_thread_.joinable()) corrupt_thread_.join();
   UnregisterMetrics();
-  if (node_) node_->Stop();
   if (transport_) transport_->Stop();
+  FailWaiters();
+}
+
+void Server::FailWaiters() {
   std::lock_guard lock(wait_mu_);
   for (auto& [id, p] : waiters_) {
     auto r = std::make_shared<ApplyResult>();

@@ -288,6 +288,8 @@ class Server final : public StateMachine,
                       Resp* out);
   void RaiseNoSpaceAlarm();
   void PublishLoop();
+  // Completes every pending request with "server stopped".
+  void FailWaiters();
   // Scrape-time metrics that read this member's state (server_observe.cc).
   void RegisterMetrics();
   void UnregisterMetrics();
