@@ -6,6 +6,7 @@
 #include <functional>
 #include <thread>
 
+#include "common/json.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
 #include "v3electionpb/v3election.grpc.pb.h"
 #include "v3lockpb/v3lock.grpc.pb.h"
@@ -52,38 +53,6 @@ int HttpStatusFromGrpc(grpc::StatusCode code) {
     default:
       return 500;
   }
-}
-
-std::string JsonQuote(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
 }
 
 bool NextJsonValue(std::string_view text, size_t* begin, size_t* end) {
@@ -149,7 +118,7 @@ std::string ToJson(const Message& m) {
 }
 
 std::string ErrorBody(int code, std::string_view message) {
-  std::string q = JsonQuote(message);
+  std::string q = JsonString(message);
   return "{\"error\":" + q + ",\"message\":" + q +
          ",\"code\":" + std::to_string(code) + "}";
 }
@@ -300,8 +269,8 @@ void StreamResponses(grpc::ClientContext* ctx, http::ResponseWriter& w,
     std::string e = "{\"error\":{\"grpc_code\":" +
                     std::to_string(static_cast<int>(st.error_code())) +
                     ",\"http_code\":" + std::to_string(http) +
-                    ",\"message\":" + JsonQuote(st.error_message()) +
-                    ",\"http_status\":" + JsonQuote(http::StatusText(http)) +
+                    ",\"message\":" + JsonString(st.error_message()) +
+                    ",\"http_status\":" + JsonString(http::StatusText(http)) +
                     "}}";
     w.WriteChunk(e);
   }

@@ -39,8 +39,6 @@ void RegisterHealth(http::Router* router,
 
 // grpc-gateway's HTTP status for a gRPC code.
 int HttpStatusFromGrpc(grpc::StatusCode code);
-// A JSON string literal (quotes included).
-std::string JsonQuote(std::string_view s);
 // The extent of the first JSON value in text after leading whitespace:
 // sets *begin and *end, or returns false if text holds no complete value.
 bool NextJsonValue(std::string_view text, size_t* begin, size_t* end);

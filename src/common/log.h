@@ -29,6 +29,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/json.h"
 #include "common/status.h"
 
 namespace keel::log {
@@ -39,7 +40,7 @@ struct Field {
   std::string json;
 };
 
-std::string JsonString(std::string_view s);  // quoted and escaped
+using keel::JsonString;  // common/json.h
 // Go's time.Duration.String() ("1.5s", "12.3456ms", "800µs"), which is how
 // etcd's logs show durations.
 std::string GoDuration(std::chrono::nanoseconds d);

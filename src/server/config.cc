@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "server/bool_flags.h"
+
 namespace keel::server {
 namespace {
 
@@ -259,28 +261,19 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
   app.add_option("--max-txn-ops", c.max_txn_ops,
                  "Maximum number of operations permitted in a transaction.")
       ->envname("ETCD_MAX_TXN_OPS");
-  app.add_option("--pre-vote", pre_vote,
-                 "Enable to run an additional Raft election phase.")
-      ->envname("ETCD_PRE_VOTE")
-      ->expected(0, 1)
-      ->default_str("true");
-  app.add_option("--force-new-cluster", force_new_cluster,
-                 "Force to create a new one member cluster.")
-      ->envname("ETCD_FORCE_NEW_CLUSTER")
-      ->expected(0, 1)
-      ->default_str("true");
-  app.add_option("--strict-reconfig-check", strict_reconfig,
-                 "Reject reconfiguration requests that would cause quorum "
-                 "loss.")
-      ->envname("ETCD_STRICT_RECONFIG_CHECK")
-      ->expected(0, 1)
-      ->default_str("true");
-  app.add_option("--experimental-initial-corrupt-check", initial_corrupt_check,
-                 "Enable to check data corruption before serving any client/"
-                 "peer traffic.")
-      ->envname("ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK")
-      ->expected(0, 1)
-      ->default_str("true");
+  AddBoolFlag(app, "pre-vote", &pre_vote, "ETCD_PRE_VOTE",
+              "Enable to run an additional Raft election phase.");
+  AddBoolFlag(app, "force-new-cluster", &force_new_cluster,
+              "ETCD_FORCE_NEW_CLUSTER",
+              "Force to create a new one member cluster.");
+  AddBoolFlag(app, "strict-reconfig-check", &strict_reconfig,
+              "ETCD_STRICT_RECONFIG_CHECK",
+              "Reject reconfiguration requests that would cause quorum "
+              "loss.");
+  AddBoolFlag(app, "experimental-initial-corrupt-check", &initial_corrupt_check,
+              "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK",
+              "Enable to check data corruption before serving any client/"
+              "peer traffic.");
   app.add_option("--experimental-corrupt-check-time", c.corrupt_check_time,
                  "Duration of time between cluster corruption check passes "
                  "(e.g. 5s, 1m; 0 disables).")
@@ -333,14 +326,7 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
   } catch (const CLI::ParseError& e) {
     return Status::InvalidArgument(e.what());
   }
-  if (pre_vote.empty() || pre_vote == "true" || pre_vote == "1") {
-    c.pre_vote = true;
-  } else if (pre_vote == "false" || pre_vote == "0") {
-    c.pre_vote = false;
-  } else {
-    return Status::InvalidArgument("invalid value \"" + pre_vote +
-                                   "\" for flag -pre-vote");
-  }
+  KEEL_RETURN_IF_ERROR(ParseBoolFlag("pre-vote", pre_vote, &c.pre_vote));
   {
     auto ms = ParseGoDurationMs(progress_interval);
     if (!ms.ok()) {
@@ -351,25 +337,13 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
     }
     c.watch_progress_notify_interval_ms = *ms;
   }
-  auto parse_bool = [](const std::string& flag, const std::string& v,
-                       bool* out) -> Status {
-    if (v.empty() || v == "true" || v == "1") {
-      *out = true;
-    } else if (v == "false" || v == "0") {
-      *out = false;
-    } else {
-      return Status::InvalidArgument("invalid value \"" + v + "\" for flag -" +
-                                     flag);
-    }
-    return Status::OK();
-  };
-  KEEL_RETURN_IF_ERROR(
-      parse_bool("force-new-cluster", force_new_cluster, &c.force_new_cluster));
-  KEEL_RETURN_IF_ERROR(parse_bool("strict-reconfig-check", strict_reconfig,
-                                  &c.strict_reconfig_check));
-  KEEL_RETURN_IF_ERROR(parse_bool("experimental-initial-corrupt-check",
-                                  initial_corrupt_check,
-                                  &c.initial_corrupt_check));
+  KEEL_RETURN_IF_ERROR(ParseBoolFlag("force-new-cluster", force_new_cluster,
+                                     &c.force_new_cluster));
+  KEEL_RETURN_IF_ERROR(ParseBoolFlag("strict-reconfig-check", strict_reconfig,
+                                     &c.strict_reconfig_check));
+  KEEL_RETURN_IF_ERROR(ParseBoolFlag("experimental-initial-corrupt-check",
+                                     initial_corrupt_check,
+                                     &c.initial_corrupt_check));
   auto parse = [](const std::string& flag, const std::string& v,
                   std::vector<Url>* out) -> Status {
     auto urls = ParseUrls(v);

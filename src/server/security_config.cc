@@ -3,31 +3,11 @@
 #include <CLI/CLI.hpp>
 #include <sstream>
 
+#include "server/bool_flags.h"
 #include "server/config.h"
 
 namespace keel::server {
 namespace {
-
-// etcd's boolean flags accept "--flag", "--flag=true" and "--flag=false".
-CLI::Option* AddBool(CLI::App& app, const std::string& name, std::string* v,
-                     const std::string& env, const std::string& help) {
-  return app.add_option("--" + name, *v, help)
-      ->envname(env)
-      ->expected(0, 1)
-      ->default_str("true");
-}
-
-Status ParseBool(const std::string& flag, const std::string& v, bool* out) {
-  if (v.empty() || v == "true" || v == "1") {
-    *out = true;
-  } else if (v == "false" || v == "0") {
-    *out = false;
-  } else {
-    return Status::InvalidArgument("invalid value \"" + v + "\" for flag -" +
-                                   flag);
-  }
-  return Status::OK();
-}
 
 std::vector<std::string> SplitList(const std::string& s) {
   std::vector<std::string> out;
@@ -51,16 +31,16 @@ void AddSecurityFlags(CLI::App& app, SecurityConfig* c, SecurityFlags* raw) {
   app.add_option("--trusted-ca-file", c->client.trusted_ca_file,
                  "Path to the client server TLS trusted CA cert file.")
       ->envname("ETCD_TRUSTED_CA_FILE");
-  AddBool(app, "client-cert-auth", &raw->client_cert_auth,
-          "ETCD_CLIENT_CERT_AUTH", "Enable client cert authentication.");
+  AddBoolFlag(app, "client-cert-auth", &raw->client_cert_auth,
+              "ETCD_CLIENT_CERT_AUTH", "Enable client cert authentication.");
   app.add_option("--client-crl-file", c->client.crl_file,
                  "Path to the client certificate revocation list file.")
       ->envname("ETCD_CLIENT_CRL_FILE");
   app.add_option("--client-cert-allowed-hostname", raw->client_allowed_hostname,
                  "Allowed TLS hostname for client cert authentication.")
       ->envname("ETCD_CLIENT_CERT_ALLOWED_HOSTNAME");
-  AddBool(app, "auto-tls", &raw->auto_tls, "ETCD_AUTO_TLS",
-          "Client TLS using generated certificates.");
+  AddBoolFlag(app, "auto-tls", &raw->auto_tls, "ETCD_AUTO_TLS",
+              "Client TLS using generated certificates.");
   app.add_option("--peer-cert-file", c->peer.cert_file,
                  "Path to the peer server TLS cert file.")
       ->envname("ETCD_PEER_CERT_FILE");
@@ -70,9 +50,9 @@ void AddSecurityFlags(CLI::App& app, SecurityConfig* c, SecurityFlags* raw) {
   app.add_option("--peer-trusted-ca-file", c->peer.trusted_ca_file,
                  "Path to the peer server TLS trusted CA file.")
       ->envname("ETCD_PEER_TRUSTED_CA_FILE");
-  AddBool(app, "peer-client-cert-auth", &raw->peer_client_cert_auth,
-          "ETCD_PEER_CLIENT_CERT_AUTH",
-          "Enable peer client cert authentication.");
+  AddBoolFlag(app, "peer-client-cert-auth", &raw->peer_client_cert_auth,
+              "ETCD_PEER_CLIENT_CERT_AUTH",
+              "Enable peer client cert authentication.");
   app.add_option("--peer-crl-file", c->peer.crl_file,
                  "Path to the peer certificate revocation list file.")
       ->envname("ETCD_PEER_CRL_FILE");
@@ -83,9 +63,10 @@ void AddSecurityFlags(CLI::App& app, SecurityConfig* c, SecurityFlags* raw) {
   app.add_option("--peer-cert-allowed-hostname", raw->peer_allowed_hostname,
                  "Allowed TLS hostname for inter peer authentication.")
       ->envname("ETCD_PEER_CERT_ALLOWED_HOSTNAME");
-  AddBool(app, "peer-auto-tls", &raw->peer_auto_tls, "ETCD_PEER_AUTO_TLS",
-          "Peer TLS using self-generated certificates if --peer-key-file and "
-          "--peer-cert-file are not provided.");
+  AddBoolFlag(
+      app, "peer-auto-tls", &raw->peer_auto_tls, "ETCD_PEER_AUTO_TLS",
+      "Peer TLS using self-generated certificates if --peer-key-file and "
+      "--peer-cert-file are not provided.");
   app.add_option("--cipher-suites", c->cipher_suites,
                  "Comma-separated list of supported TLS cipher suites between "
                  "client/server and peers.")
@@ -112,15 +93,15 @@ Status FinishSecurityFlags(const SecurityFlags& raw,
                            const std::vector<Url>& listen_client_urls,
                            const std::vector<Url>& listen_peer_urls,
                            SecurityConfig* c) {
-  KEEL_RETURN_IF_ERROR(ParseBool("client-cert-auth", raw.client_cert_auth,
-                                 &c->client.client_cert_auth));
-  KEEL_RETURN_IF_ERROR(ParseBool("peer-client-cert-auth",
-                                 raw.peer_client_cert_auth,
-                                 &c->peer.client_cert_auth));
+  KEEL_RETURN_IF_ERROR(ParseBoolFlag("client-cert-auth", raw.client_cert_auth,
+                                     &c->client.client_cert_auth));
+  KEEL_RETURN_IF_ERROR(ParseBoolFlag("peer-client-cert-auth",
+                                     raw.peer_client_cert_auth,
+                                     &c->peer.client_cert_auth));
   KEEL_RETURN_IF_ERROR(
-      ParseBool("auto-tls", raw.auto_tls, &c->client.auto_tls));
+      ParseBoolFlag("auto-tls", raw.auto_tls, &c->client.auto_tls));
   KEEL_RETURN_IF_ERROR(
-      ParseBool("peer-auto-tls", raw.peer_auto_tls, &c->peer.auto_tls));
+      ParseBoolFlag("peer-auto-tls", raw.peer_auto_tls, &c->peer.auto_tls));
   c->peer.allowed_cn = SplitList(raw.peer_allowed_cn);
   c->peer.allowed_hostname = SplitList(raw.peer_allowed_hostname);
   c->client.allowed_hostname = SplitList(raw.client_allowed_hostname);

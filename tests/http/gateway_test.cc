@@ -12,6 +12,7 @@
 
 #include <chrono>
 
+#include "common/json.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
 #include "http/listener.h"
 
@@ -209,6 +210,17 @@ TEST(GatewayJson, NextJsonValue) {
   EXPECT_FALSE(NextJsonValue("{\"a\":1", &b, &e));
   EXPECT_EQ(HttpStatusFromGrpc(grpc::StatusCode::FAILED_PRECONDITION), 412);
   EXPECT_EQ(HttpStatusFromGrpc(grpc::StatusCode::RESOURCE_EXHAUSTED), 429);
+}
+
+// The one escaping helper the gateway's error bodies and the JSON log lines
+// share (common/json.h).
+TEST(GatewayJson, JsonStringEscapes) {
+  EXPECT_EQ(JsonString(""), "\"\"");
+  EXPECT_EQ(JsonString("a\"b\\c"), "\"a\\\"b\\\\c\"");
+  EXPECT_EQ(JsonString("\n\r\t"), "\"\\n\\r\\t\"");
+  EXPECT_EQ(JsonString(std::string_view("\x01\x1f\x7f", 3)),
+            "\"\\u0001\\u001f\\u007f\"");
+  EXPECT_EQ(JsonString("caf\xc3\xa9"), "\"caf\xc3\xa9\"");  // UTF-8 kept
 }
 
 }  // namespace
