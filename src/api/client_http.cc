@@ -1,6 +1,6 @@
 // The client URLs' HTTP/1.1 side: accepting (gRPC and HTTP/1.1 on the same
-// ports), CORS as etcd answers it, /health, /livez, /readyz, /version, and
-// the JSON gateway (gateway.cc).
+// ports, http and https), CORS as etcd answers it, /health, /livez, /readyz,
+// /version, and the JSON gateway (gateway.cc).
 #include <grpcpp/server_posix.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -10,6 +10,9 @@
 
 #include "api/gateway.h"
 #include "api/services.h"
+#include "http/tls_conn.h"
+#include "server/tls_setup.h"
+#include "transport/tls.h"
 
 namespace keel::api {
 namespace {
@@ -62,13 +65,41 @@ Status ClientApi::ServeClientUrls(server::Server* s) {
   lo.http = http_.get();
   grpc::Server* grpc = grpc_.get();
   lo.on_http2 = [grpc](int fd) { grpc::AddInsecureChannelFromFd(grpc, fd); };
-  std::vector<std::pair<std::string, uint16_t>> addrs;
+  std::vector<http::Address> addrs;
   const auto& urls = s->config().listen_client_urls;
   for (const auto& u : urls) {
-    if (u.scheme != "https") addrs.emplace_back(u.host, u.port);  // https: gRPC's
+    addrs.push_back(
+        {u.host, static_cast<uint16_t>(u.port), u.scheme == "https"});
+  }
+  if (tls_grpc_port_ != 0) {
+    // https: gRPC clients to gRPC's TLS port; the HTTP/1.1 side terminates
+    // TLS here, with the same checks (client certificate required under
+    // --client-cert-auth, the CRL, the allowed hostname, the cipher suites).
+    auto opts =
+        server::MakeTlsOptions(s->config(), s->config().security.client,
+                               "client", s->config().listen_client_urls);
+    if (!opts.ok()) return opts.status();
+    auto ctx = transport::TlsContext::Create(*opts);
+    if (!ctx.ok()) return ctx.status();
+    http_tls_ = std::move(ctx).value();
+    http::PreferHttp11(http_tls_->server().native_handle());
+    const uint16_t port = static_cast<uint16_t>(tls_grpc_port_);
+    lo.on_tls_grpc = [port](int fd) { http::RelayToLoopback(fd, port); };
+    std::shared_ptr<transport::TlsContext> tls = http_tls_;
+    lo.make_tls_conn = [tls](int fd) -> std::unique_ptr<http::Conn> {
+      return std::make_unique<http::TlsConn>(
+          fd, tls->server().native_handle(), [tls](SSL* ssl) {
+            Status st = tls->CheckPeer(ssl, /*server_side=*/true);
+            if (!st.ok()) {
+              spdlog::warn("rejected client certificate (HTTP): {}",
+                           st.message());
+            }
+            return st.ok();
+          });
+    };
   }
   if (addrs.empty()) return Status::OK();
-  auto l = http::Listener::Start(addrs, lo);
+  auto l = http::Listener::StartAddresses(addrs, lo);
   if (!l.ok()) {
     std::string list;
     for (const auto& u : urls) list += (list.empty() ? "" : ",") + u.String();
@@ -76,14 +107,11 @@ Status ClientApi::ServeClientUrls(server::Server* s) {
                            " (" + l.status().message() + ")");
   }
   listener_ = std::move(*l);
-  // ports_ is in URL order; the https entries are already set.
-  size_t next = 0;
   for (size_t i = 0; i < urls.size(); i++) {
-    if (urls[i].scheme != "https") ports_[i] = listener_->ports()[next++];
-  }
-  for (const auto& u : urls) {
-    if (u.scheme == "https") continue;
-    spdlog::info("serving client traffic (gRPC and HTTP) on {}", u.String());
+    ports_[i] = listener_->ports()[i];
+    spdlog::info("serving client traffic (gRPC and HTTP{}) on {}",
+                 urls[i].scheme == "https" ? " over TLS" : "",
+                 urls[i].String());
   }
   return Status::OK();
 }

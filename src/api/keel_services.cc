@@ -18,12 +18,12 @@ grpc::Status KeelMembershipService::MemberReplace(
   if (st.error_message() == kErrNotLeader.message) {
     auto urls = s_->LeaderClientUrls();
     if (urls.empty()) return kErrNoLeader.ToStatus();
-    auto url = server::ParseUrl(urls[0]);
-    if (!url.ok()) return kErrNoLeader.ToStatus();
-    auto stub = keelpb::Membership::NewStub(grpc::CreateChannel(
-        url->HostPort(), grpc::InsecureChannelCredentials()));
+    auto channel = s_->MemberChannel(urls[0]);
+    if (!channel) return kErrNoLeader.ToStatus();
+    auto stub = keelpb::Membership::NewStub(channel);
     grpc::ClientContext fwd;
     fwd.set_deadline(ctx->deadline());
+    ForwardAuthMetadata(*ctx, &fwd);
     return stub->MemberReplace(&fwd, *r, out);
   }
   if (!st.ok()) return st;

@@ -289,10 +289,9 @@ grpc::Status ClusterService::MemberPromote(
   if (st.error_message() != kErrNotLeader.message) return st;
   auto urls = s_->LeaderClientUrls();
   if (urls.empty()) return kErrNoLeader.ToStatus();
-  auto url = server::ParseUrl(urls[0]);
-  if (!url.ok()) return kErrNoLeader.ToStatus();
-  auto stub = etcdserverpb::Cluster::NewStub(
-      grpc::CreateChannel(url->HostPort(), grpc::InsecureChannelCredentials()));
+  auto channel = s_->MemberChannel(urls[0]);
+  if (!channel) return kErrNoLeader.ToStatus();
+  auto stub = etcdserverpb::Cluster::NewStub(channel);
   grpc::ClientContext fwd;
   for (const char* key : {"token", "authorization"}) {
     auto it = ctx->client_metadata().find(key);
@@ -301,7 +300,21 @@ grpc::Status ClusterService::MemberPromote(
     }
   }
   fwd.set_deadline(ctx->deadline());
+  ForwardAuthMetadata(*ctx, &fwd);
   return stub->MemberPromote(&fwd, *r, out);
+}
+
+void ForwardAuthMetadata(const grpc::ServerContext& in,
+                         grpc::ClientContext* out) {
+  // etcd's clients send their token as "token"; the JSON gateway passes
+  // the Authorization header as "authorization". Tokens are replicated
+  // (simple ones through the log, JWTs are signed), so the leader knows it.
+  for (const char* key : {"token", "authorization"}) {
+    auto [b, e] = in.client_metadata().equal_range(key);
+    for (auto it = b; it != e; ++it) {
+      out->AddMetadata(key, std::string(it->second.data(), it->second.size()));
+    }
+  }
 }
 
 ClientApi::ClientApi(server::Server* s)
@@ -346,15 +359,14 @@ Result<std::unique_ptr<ClientApi>> ClientApi::Start(server::Server* s) {
           "--listen-client-urls " + urls[i].String() +
           ": only http:// and https:// are supported");
     }
-    if (urls[i].scheme != "https") continue;
-    // https: gRPC listens and terminates TLS itself (client_tls.h says
-    // why); the HTTP/1.1 gateway is served on http:// URLs only.
-    if (!tls) {
-      auto creds = ClientTlsCredentials(s->config());
-      if (!creds.ok()) return creds.status();
-      tls = std::move(creds).value();
-    }
-    b.AddListeningPort(urls[i].HostPort(), tls, &api->ports_[i]);
+    if (urls[i].scheme != "https" || tls) continue;
+    // https: keel accepts (ServeClientUrls) and relays gRPC connections,
+    // still encrypted, to a loopback port where gRPC terminates TLS itself
+    // (client_tls.h says why).
+    auto creds = ClientTlsCredentials(s->config());
+    if (!creds.ok()) return creds.status();
+    tls = std::move(creds).value();
+    b.AddListeningPort("127.0.0.1:0", tls, &api->tls_grpc_port_);
   }
   // http: keel accepts client connections itself and hands gRPC's to it
   // (ServeClientUrls).
@@ -388,15 +400,9 @@ Result<std::unique_ptr<ClientApi>> ClientApi::Start(server::Server* s) {
   if (!api->grpc_) return Status::IOError("cannot start the gRPC server");
   // Election and Lock call this member's own services in-process.
   api->recipes_.Connect(api->grpc_->InProcessChannel(grpc::ChannelArguments()));
-  for (size_t i = 0; i < urls.size(); i++) {
-    if (urls[i].scheme == "https" && api->ports_[i] == 0) {
-      return Status::IOError("cannot listen for client traffic on " +
-                             urls[i].String());
-    }
-    if (urls[i].scheme == "https") {
-      spdlog::info("serving client traffic (gRPC over TLS) on {}",
-                   urls[i].String());
-    }
+  if (tls && api->tls_grpc_port_ == 0) {
+    return Status::IOError(
+        "cannot listen on 127.0.0.1 for gRPC over TLS (client traffic)");
   }
   KEEL_RETURN_IF_ERROR(api->ServeClientUrls(s));
   KEEL_RETURN_IF_ERROR(api->ServeMetricsUrls(s));

@@ -24,6 +24,10 @@
 #include "http/server.h"
 #include "server/server.h"
 
+namespace keel::transport {
+class TlsContext;
+}
+
 namespace keel::api {
 
 // Maps a Status from the server or the store to the gRPC status etcd sends.
@@ -114,6 +118,11 @@ class ClusterService final : public etcdserverpb::Cluster::Service {
   server::Server* s_;
 };
 
+// Copies the caller's credentials (etcd's "token" metadata, the gateway's
+// "authorization") onto a call this member forwards to the leader for it.
+void ForwardAuthMetadata(const grpc::ServerContext& in,
+                         grpc::ClientContext* out);
+
 // The member's client URLs: gRPC and, on the same ports, HTTP/1.1 (etcd's
 // JSON gateway, /health, /livez, /readyz, /version; see client_http.cc).
 class ClientApi {
@@ -152,6 +161,10 @@ class ClientApi {
   AuthService auth_;
   std::unique_ptr<grpc::Server> grpc_;
   std::vector<int> ports_;
+  // https client URLs: gRPC's own TLS port on 127.0.0.1 (0: none), and the
+  // TLS settings of the HTTP/1.1 side (client_http.cc).
+  int tls_grpc_port_ = 0;
+  std::shared_ptr<transport::TlsContext> http_tls_;
   std::shared_ptr<grpc::Channel> channel_;
   http::Router router_;
   std::unique_ptr<http::Server> http_;

@@ -12,6 +12,9 @@
 #include <set>
 #include <thread>
 
+#include "common/check.h"
+#include "http/tls_conn.h"
+
 namespace keel::http {
 
 using asio::ip::tcp;
@@ -26,7 +29,11 @@ struct Pending {
   asio::steady_timer retry;     // re-peek after a partial preface
   int retry_ms = 1;             // doubles up to 100 ms: a stalled client
                                 // costs few wake-ups
+  bool tls = false;             // accepted on a TLS address
 };
+
+// The largest TLS record (and so ClientHello) the sniff waits for.
+constexpr size_t kMaxHelloRecord = 5 + 16384;
 
 }  // namespace
 
@@ -34,7 +41,8 @@ class Listener::Impl {
  public:
   explicit Impl(ListenerOptions o) : options_(std::move(o)) {}
 
-  Status Bind(const std::string& host, uint16_t port, uint16_t* bound) {
+  Status Bind(const std::string& host, uint16_t port, bool tls,
+              uint16_t* bound) {
     asio::error_code ec;
     tcp::resolver resolver(io_);
     auto results = resolver.resolve(host, std::to_string(port), ec);
@@ -68,7 +76,7 @@ class Listener::Impl {
         continue;
       }
       *bound = a->local_endpoint(ec).port();
-      acceptors_.emplace_back(host, std::move(a));
+      acceptors_.push_back({host, std::move(a), tls});
       any = true;
     }
     if (!any) return Status::IOError("cannot listen on " + first_error);
@@ -77,7 +85,7 @@ class Listener::Impl {
 
   void Run() {
     work_.emplace(io_.get_executor());
-    for (auto& [host, a] : acceptors_) Accept(a.get());
+    for (auto& a : acceptors_) Accept(a.acceptor.get(), a.tls);
     thread_ = std::thread([this] { io_.run(); });
   }
 
@@ -85,7 +93,7 @@ class Listener::Impl {
     if (!thread_.joinable()) return;
     asio::post(io_, [this] {
       asio::error_code ignored;
-      for (auto& [host, a] : acceptors_) a->close(ignored);
+      for (auto& a : acceptors_) a.acceptor->close(ignored);
       pause_.cancel();
       for (auto& p : pending_) {
         p->deadline.cancel();
@@ -99,17 +107,18 @@ class Listener::Impl {
   }
 
  private:
-  void Accept(tcp::acceptor* a) {
+  void Accept(tcp::acceptor* a, bool tls) {
     auto p = std::make_shared<Pending>(io_);
-    a->async_accept(p->sock, [this, a, p](asio::error_code ec) {
+    p->tls = tls;
+    a->async_accept(p->sock, [this, a, p, tls](asio::error_code ec) {
       if (ec == asio::error::operation_aborted || !a->is_open()) return;
       if (ec) {
         // EMFILE and the like: pause rather than spin on an error that
         // repeats at once.
         spdlog::warn("client listener: accept: {}", ec.message());
         pause_.expires_after(std::chrono::milliseconds(100));
-        pause_.async_wait([this, a](asio::error_code ec) {
-          if (!ec) Accept(a);
+        pause_.async_wait([this, a, tls](asio::error_code ec) {
+          if (!ec) Accept(a, tls);
         });
         return;
       }
@@ -121,7 +130,7 @@ class Listener::Impl {
         Drop(p);
       });
       Sniff(p);
-      Accept(a);
+      Accept(a, tls);
     });
   }
 
@@ -136,6 +145,10 @@ class Listener::Impl {
   void Sniff(std::shared_ptr<Pending> p) {
     p->sock.async_wait(tcp::socket::wait_read, [this, p](asio::error_code ec) {
       if (ec || !p->sock.is_open()) return;  // closed by Drop or Stop
+      if (p->tls) {
+        SniffTls(p);
+        return;
+      }
       char buf[kHttp2Preface.size()];
       ssize_t n = recv(p->sock.native_handle(), buf, sizeof(buf),
                        MSG_PEEK | MSG_DONTWAIT);
@@ -154,18 +167,58 @@ class Listener::Impl {
       if (is_prefix && got < kHttp2Preface.size()) {
         // Part of the preface so far. The socket stays readable, so waiting
         // for readability would spin: look again shortly.
-        p->retry.expires_after(std::chrono::milliseconds(p->retry_ms));
-        p->retry_ms = std::min(p->retry_ms * 2, 100);
-        p->retry.async_wait([this, p](asio::error_code ec) {
-          if (!ec) Sniff(p);
-        });
+        RetrySoon(p);
         return;
       }
-      HandOff(p, is_prefix);
+      HandOff(p, is_prefix ? Kind::kHttp2 : Kind::kHttp);
     });
   }
 
-  void HandOff(const std::shared_ptr<Pending>& p, bool http2) {
+  // Part of what decides came so far. The socket stays readable, so
+  // waiting for readability would spin: look again shortly.
+  void RetrySoon(const std::shared_ptr<Pending>& p) {
+    p->retry.expires_after(std::chrono::milliseconds(p->retry_ms));
+    p->retry_ms = std::min(p->retry_ms * 2, 100);
+    p->retry.async_wait([this, p](asio::error_code ec) {
+      if (!ec) Sniff(p);
+    });
+  }
+
+  // A TLS address: gRPC or not, from the ClientHello's ALPN protocols.
+  void SniffTls(const std::shared_ptr<Pending>& p) {
+    std::string buf(kMaxHelloRecord, '\0');
+    ssize_t n = recv(p->sock.native_handle(), buf.data(), buf.size(),
+                     MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+      Sniff(p);
+      return;
+    }
+    if (n <= 0) {
+      Drop(p);
+      return;
+    }
+    buf.resize(static_cast<size_t>(n));
+    std::vector<std::string> alpn;
+    switch (PeekClientHelloAlpn(buf, &alpn)) {
+      case HelloScan::kNeedMore:
+        RetrySoon(p);
+        return;
+      case HelloScan::kNotTls:
+        // Plaintext on an https port: refused, as Go's TLS server does.
+        Drop(p);
+        return;
+      case HelloScan::kDone:
+        break;
+    }
+    auto has = [&](std::string_view proto) {
+      return std::find(alpn.begin(), alpn.end(), proto) != alpn.end();
+    };
+    HandOff(p, has("h2") && !has("http/1.1") ? Kind::kTlsGrpc : Kind::kTlsHttp);
+  }
+
+  enum class Kind { kHttp, kHttp2, kTlsGrpc, kTlsHttp };
+
+  void HandOff(const std::shared_ptr<Pending>& p, Kind kind) {
     asio::error_code ec;
     p->deadline.cancel();
     p->retry.cancel();
@@ -179,24 +232,36 @@ class Listener::Impl {
     // Small writes (gRPC responses, HTTP chunks) go out at once.
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (http2) {
-      if (options_.on_http2) {
-        options_.on_http2(fd);
-      } else {
-        close(fd);
-      }
-      return;
+    switch (kind) {
+      case Kind::kHttp2:
+        if (options_.on_http2) {
+          options_.on_http2(fd);
+        } else {
+          close(fd);
+        }
+        return;
+      case Kind::kTlsGrpc:
+        options_.on_tls_grpc(fd);
+        return;
+      case Kind::kTlsHttp:
+        options_.http->Serve(options_.make_tls_conn(fd));
+        return;
+      case Kind::kHttp:
+        options_.http->Serve(std::make_unique<SocketConn>(fd));
+        return;
     }
-    options_.http->Serve(std::make_unique<SocketConn>(fd));
   }
 
   ListenerOptions options_;
   asio::io_context io_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>>
       work_;
-  // (host, acceptor); io thread once running.
-  std::vector<std::pair<std::string, std::unique_ptr<tcp::acceptor>>>
-      acceptors_;
+  struct Bound {
+    std::string host;
+    std::unique_ptr<tcp::acceptor> acceptor;
+    bool tls = false;
+  };
+  std::vector<Bound> acceptors_;  // io thread once running
   asio::steady_timer pause_{io_};
   std::set<std::shared_ptr<Pending>> pending_;  // io thread
   std::thread thread_;
@@ -213,12 +278,22 @@ void Listener::Stop() {
 Result<std::unique_ptr<Listener>> Listener::Start(
     const std::vector<std::pair<std::string, uint16_t>>& addrs,
     ListenerOptions options) {
+  std::vector<Address> all;
+  for (const auto& [host, port] : addrs) all.push_back({host, port, false});
+  return StartAddresses(all, std::move(options));
+}
+
+Result<std::unique_ptr<Listener>> Listener::StartAddresses(
+    const std::vector<Address>& addrs, ListenerOptions options) {
   KEEL_CHECK(options.http != nullptr);
+  for (const Address& a : addrs) {
+    KEEL_CHECK(!a.tls || (options.on_tls_grpc && options.make_tls_conn));
+  }
   auto impl = std::make_unique<Impl>(std::move(options));
   std::vector<uint16_t> ports;
-  for (const auto& [host, port] : addrs) {
+  for (const Address& a : addrs) {
     uint16_t bound = 0;
-    Status s = impl->Bind(host, port, &bound);
+    Status s = impl->Bind(a.host, a.port, a.tls, &bound);
     if (!s.ok()) return s;
     ports.push_back(bound);
   }

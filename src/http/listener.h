@@ -8,11 +8,14 @@
 // on one io thread with a deadline: a client that connects and sends
 // nothing holds a socket until sniff_timeout_ms, and blocks nobody.
 //
-// TLS (https client URLs) fits in front of the sniff: terminate TLS on the
-// accepted socket first, then peek the decrypted bytes (or read the ALPN
-// result: "h2" is gRPC). HTTP/1.x then runs over a TLS Conn (server.h);
-// gRPC cannot take a TLS session as an fd, so the HTTP/2 side needs either
-// gRPC's own TLS port or a socketpair that keel feeds the decrypted bytes.
+// TLS (https client URLs): the sniff reads the ALPN protocols of the
+// client's ClientHello (not encrypted). gRPC clients offer "h2" only (or
+// with "grpc-exp"), never "http/1.1": their connection goes, still
+// encrypted, to on_tls_grpc (keel relays it to gRPC's own TLS port: gRPC
+// cannot take a TLS session as an fd, and terminating TLS in gRPC keeps the
+// client certificate on each call's AuthContext). The others (curl,
+// browsers, Prometheus: "http/1.1" offered, or no ALPN) are served by the
+// HTTP/1.1 server over a TlsConn (tls_conn.h).
 //
 // Thread safety: Start/Stop from one thread; callbacks run on the io thread
 // and must not block (Server::Serve starts a thread; gRPC's fd hand-off
@@ -38,6 +41,18 @@ struct ListenerOptions {
   // Serves the other connections (required).
   Server* http = nullptr;
   int sniff_timeout_ms = 30 * 1000;
+  // TLS addresses (Address::tls): a client whose ClientHello offers "h2"
+  // and not "http/1.1" (every gRPC client) goes, still encrypted, to
+  // on_tls_grpc; the others are served by `http` over make_tls_conn(fd)
+  // (a TlsConn). Both required when an address has tls set.
+  std::function<void(int fd)> on_tls_grpc;
+  std::function<std::unique_ptr<Conn>(int fd)> make_tls_conn;
+};
+
+struct Address {
+  std::string host;
+  uint16_t port = 0;
+  bool tls = false;
 };
 
 class Listener {
@@ -47,6 +62,9 @@ class Listener {
   static Result<std::unique_ptr<Listener>> Start(
       const std::vector<std::pair<std::string, uint16_t>>& addrs,
       ListenerOptions options);
+  // The same, with addresses that may be TLS ones.
+  static Result<std::unique_ptr<Listener>> StartAddresses(
+      const std::vector<Address>& addrs, ListenerOptions options);
   ~Listener();
   // Stops accepting, closes connections still being sniffed, joins the io
   // thread. Connections already handed off are not touched.

@@ -45,6 +45,10 @@
 #include "wal/disk_storage.h"
 #include "wal/env.h"
 
+namespace grpc {
+class Channel;
+}
+
 namespace keel::server {
 
 // The outcome of applying one replicated request, handed to its waiter.
@@ -192,6 +196,10 @@ class Server final : public StateMachine,
       const std::function<bool(std::string_view piece, uint64_t total)>& write);
   // The client URLs of the current leader (empty if unknown).
   std::vector<std::string> LeaderClientUrls() const;
+  // A channel to another member's client URL with the credentials etcd's
+  // internal clients use (TLS for https; internal_clients.cc); cached per
+  // URL. nullptr if the URL is bad or the TLS files cannot be read.
+  std::shared_ptr<grpc::Channel> MemberChannel(const std::string& client_url);
   bool IsLearner() const { return node_ && node_->is_learner(); }
   bool IsLeader() const { return node_ && node_->leader() == member_id_; }
   // Called once this member applied its own removal (etcd then exits).
@@ -309,8 +317,8 @@ class Server final : public StateMachine,
                   ApplyResult* result);
   void LeaseLoop();
   void LeaseForwardLoop();
-  // The client URL of the leader as gRPC target, or "" if unknown.
-  std::string LeaderClientTarget(uint64_t leader) const;
+  // A channel to the leader's first client URL, nullptr if unknown.
+  std::shared_ptr<grpc::Channel> LeaderChannel(uint64_t leader);
 
   const ServerConfig config_;
   uint64_t member_id_ = 0;
@@ -347,6 +355,10 @@ class Server final : public StateMachine,
   std::thread reaper_thread_;
   std::atomic<bool> started_{false};
   std::shared_ptr<LeaseWork> lease_work_;  // shared: incomplete here
+  struct InternalChannels;                 // internal_clients.cc
+  static std::shared_ptr<InternalChannels> NewInternalChannels();
+  const std::shared_ptr<InternalChannels> internal_channels_ =
+      NewInternalChannels();
   std::function<void()> on_removed_;
   // Removed members still in the configuration (the outgoing half of a
   // joint one): kept as transport peers until it is left. Loop thread.

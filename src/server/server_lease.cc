@@ -6,6 +6,9 @@
 // TimeToLive are answered by the leader: a follower forwards them over
 // the leader's client URL (etcd forwards over its peer URL), KeepAlives
 // batched by one forwarding thread, so that no thread waits per stream.
+// The forwarded calls carry no token: etcd checks no permission on a
+// keepalive. With TLS they use MemberChannel's credentials (the member's
+// own certificate, as etcd's internal clients).
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
@@ -69,17 +72,6 @@ struct Server::LeaseWork {
   // started from the clock (etcd's idutil.Generator), so members and
   // restarts do not collide.
   std::atomic<uint64_t> next_id_suffix{0};
-
-  std::mutex channels_mu;
-  std::map<std::string, std::shared_ptr<grpc::Channel>> channels;
-
-  std::shared_ptr<grpc::Channel> Channel(const std::string& target) {
-    std::lock_guard l(channels_mu);
-    auto& ch = channels[target];
-    if (!ch)
-      ch = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
-    return ch;
-  }
 };
 
 Status Server::LoadLeases() {
@@ -118,17 +110,17 @@ void Server::StopLeases() {
   for (auto& r : left) r.done(EtcdErr(api::kErrStopped), 0);
 }
 
-std::string Server::LeaderClientTarget(uint64_t leader) const {
-  std::lock_guard lock(state_mu_);
-  auto it = cluster_.members.find(leader);
-  if (it == cluster_.members.end() || it->second.client_urls.empty()) {
-    return "";
+std::shared_ptr<grpc::Channel> Server::LeaderChannel(uint64_t leader) {
+  std::string url;
+  {
+    std::lock_guard lock(state_mu_);
+    auto it = cluster_.members.find(leader);
+    if (it == cluster_.members.end() || it->second.client_urls.empty()) {
+      return nullptr;
+    }
+    url = it->second.client_urls.front();
   }
-  std::string url = it->second.client_urls.front();
-  for (std::string_view scheme : {"http://", "https://"}) {
-    if (url.rfind(scheme, 0) == 0) return url.substr(scheme.size());
-  }
-  return url;
+  return MemberChannel(url);
 }
 
 // ---------------- client requests ----------------
@@ -194,9 +186,8 @@ Status Server::LeaseTimeToLive(const etcdserverpb::LeaseTimeToLiveRequest& r,
       FillHeader(out->mutable_header(), store_->CurrentRevision());
       return Status::OK();
     }
-    const std::string target = LeaderClientTarget(st.leader);
-    if (!target.empty()) {
-      auto stub = etcdserverpb::Lease::NewStub(lease_work_->Channel(target));
+    if (auto channel = LeaderChannel(st.leader)) {
+      auto stub = etcdserverpb::Lease::NewStub(channel);
       grpc::ClientContext ctx;
       ctx.set_deadline(SystemDeadline(deadline));
       // The attached keys come from this member's store, not the leader's
@@ -263,9 +254,9 @@ void Server::LeaseForwardLoop() {
     }
     batch.clear();
     const RaftNodeStatus st = node_->GetStatus();
-    const std::string target = st.leader == 0 || st.leader == member_id_
-                                   ? ""
-                                   : LeaderClientTarget(st.leader);
+    const std::shared_ptr<grpc::Channel> channel =
+        st.leader == 0 || st.leader == member_id_ ? nullptr
+                                                  : LeaderChannel(st.leader);
     if (st.leader == member_id_) {
       // Leader now: renew here once the lessor is promoted.
       for (auto& r : retry) {
@@ -276,8 +267,8 @@ void Server::LeaseForwardLoop() {
         }
       }
       retry.swap(batch);
-    } else if (!target.empty() && !retry.empty()) {
-      auto stub = etcdserverpb::Lease::NewStub(w.Channel(target));
+    } else if (channel && !retry.empty()) {
+      auto stub = etcdserverpb::Lease::NewStub(channel);
       grpc::ClientContext ctx;
       ctx.set_deadline(SystemDeadline(deadline));
       auto stream = stub->LeaseKeepAlive(&ctx);

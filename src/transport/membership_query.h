@@ -20,8 +20,13 @@ struct MembershipAnswer {
   std::string membership;  // the server's encoded membership, as sent
 };
 
-// Dials url ("http://host:port"), asks, and waits at most `timeout`.
+class TlsContext;
+
+// Dials url ("http://host:port" or, with tls, "https://host:port": the
+// peer TLS settings, this member's peer certificate presented), asks, and
+// waits at most `timeout`.
 Result<MembershipAnswer> QueryMembership(const std::string& url,
-                                         std::chrono::milliseconds timeout);
+                                         std::chrono::milliseconds timeout,
+                                         TlsContext* tls = nullptr);
 
 }  // namespace keel::transport

@@ -4,12 +4,16 @@ valid certificate kept out of the cluster, auto TLS, --cipher-suites.
 
 Certificates are generated per run by tests/tls/make_certs.sh (openssl)."""
 
+import json
+import os
+import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from cluster import etcdctl, wait_for
+from cluster import ETCDCTL_BIN, b64, etcdctl, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -164,3 +168,116 @@ def test_bad_cipher_suite_is_refused(make_cluster, certs):
     m.start()
     assert m.wait_exit(20) != 0
     assert 'unexpected TLS cipher suite "TLS_NOT_A_SUITE"' in m.log()
+
+
+def full_tls_flags(certs: Path):
+    """Per member: https client and peer URLs, client certificates required on
+    both, the member's own certificate on both."""
+    def flags(member):
+        n = member.name
+        return {"cert-file": certs / f"{n}.crt", "key-file": certs / f"{n}.key",
+                "trusted-ca-file": certs / "ca.crt", "client-cert-auth": True,
+                "peer-cert-file": certs / f"{n}.crt", "peer-key-file": certs / f"{n}.key",
+                "peer-trusted-ca-file": certs / "ca.crt", "peer-client-cert-auth": True}
+    return flags
+
+
+def test_tls_cluster_internal_calls(make_cluster, certs):
+    """What members ask each other works on a cluster with https client and
+    peer URLs and client certificates required: a follower forwards lease
+    keepalives to the leader, the corruption check compares hashes, a member
+    joins with --initial-cluster-state existing over https peer URLs, and
+    member promote sent to a follower reaches the leader."""
+    base = full_tls_flags(certs)
+
+    def flags(member):
+        f = base(member)
+        f["experimental-initial-corrupt-check"] = True
+        f["experimental-corrupt-check-time"] = "1s"
+        return f
+    c = make_cluster(3, client_scheme="https", peer_scheme="https", member_flags=flags,
+                     ctl_args=ctl_as(certs, "client"))
+    leader = c.leader()
+    follower = next(m for m in c.members if m is not leader)
+
+    # A lease kept alive through a follower outlives its TTL several times.
+    ttl = 2
+    r = follower.ctl_ok("lease", "grant", str(ttl))
+    lid = re.search(r"lease ([0-9a-f]+) granted", r.out).group(1)
+    follower.ctl_ok("put", "leased", "v", f"--lease={lid}")
+    env = dict(os.environ, ETCDCTL_API="3")
+    ka = subprocess.Popen([ETCDCTL_BIN, f"--endpoints={follower.endpoint}",
+                           *ctl_as(certs, "client"), "lease", "keep-alive", lid],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        t0 = time.monotonic()
+
+        def outlived():
+            out = leader.ctl_ok("get", "leased", "--print-value-only").out
+            assert out == "v\n", f"the lease expired while kept alive: {out!r}"
+            return time.monotonic() - t0 > 3 * ttl
+        wait_for(outlived, 30, "3 TTLs with the lease kept alive", interval=0.3)
+    finally:
+        ka.terminate()
+        out, _ = ka.communicate(timeout=10)
+    assert out.count(f"lease {lid} keepalived with TTL({ttl})") >= 3, out
+    # Without keepalives it expires: what kept it was the forwarded renewal.
+    wait_for(lambda: leader.ctl_ok("get", "leased", "--print-value-only").out == "", 20,
+             "the lease to expire once no longer kept alive")
+
+    # The periodic corruption check (leader, every second) reached its peers.
+    for m in c.members:
+        assert "failed hash kv request" not in m.log(), m.name
+
+    # m3 joins with --initial-cluster-state existing over https peer URLs,
+    # as a learner added through a follower, and is promoted through one.
+    m3 = c.new_member("m3")
+
+    def add():
+        r = follower.ctl("member", "add", "m3", "--learner", "--peer-urls=" + m3.peer_url)
+        if r.ok:
+            return r
+        assert r.error_line() == "etcdserver: unhealthy cluster", repr(r)
+        return None
+    r = wait_for(add, 30, "member add m3", interval=0.2)
+    m3.initial_cluster = re.search(r'ETCD_INITIAL_CLUSTER="([^"]*)"', r.out).group(1)
+    id3 = int(re.search(r"Member\s+([0-9a-f]+) added", r.out).group(1), 16)
+    m3.start()
+
+    def promote():
+        r = follower.ctl("member", "promote", f"{id3:x}")
+        if r.ok:
+            return True
+        assert r.error_line() == ("etcdserver: can only promote a learner member which "
+                                  "is in sync with leader"), repr(r)
+        return False
+    wait_for(promote, 30, "the learner to catch up and be promoted through a follower",
+             interval=0.2)
+    m3.wait_healthy(30)
+    m3.ctl_ok("put", "after-join", "x")
+    assert m3.ctl_ok("get", "after-join", "--print-value-only").out == "x\n"
+    # m3's initial corruption check compared its hash with every peer's.
+    if c.target == "keel":
+        assert "initial corruption checking passed" in m3.log(), m3.log()[-3000:]
+
+    # HTTP on the https client URLs (curl offers h2 and http/1.1): /health,
+    # the JSON gateway and /metrics, with the client certificate required.
+    def curl(path: str, *args: str, cert: str | None = "client") -> subprocess.CompletedProcess:
+        tls = ["--cacert", str(certs / "ca.crt")]
+        if cert:
+            tls += ["--cert", str(certs / f"{cert}.crt"), "--key", str(certs / f"{cert}.key")]
+        return subprocess.run(["curl", "-sS", "--max-time", "10", *tls, *args,
+                               f"https://{m3.endpoint}{path}"],
+                              capture_output=True, text=True, timeout=20)
+    r = curl("/health")
+    assert r.returncode == 0 and '"health":"true"' in r.stdout.replace(" ", ""), r
+    r = curl("/v3/kv/range", "-X", "POST", "-d", '{"key":"%s"}' % b64("after-join"))
+    assert r.returncode == 0, r
+    assert [b64("x")] == [kv["value"] for kv in json.loads(r.stdout)["kvs"]], r.stdout
+    r = curl("/metrics")
+    assert r.returncode == 0 and "\netcd_server_has_leader 1\n" in r.stdout, r.stdout[-2000:]
+    # Without a client certificate, or plaintext on the https port: refused.
+    assert curl("/health", cert=None).returncode != 0
+    r = subprocess.run(["curl", "-sS", "--max-time", "5", f"http://{m3.endpoint}/health"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode != 0 or '"health"' not in r.stdout, r
