@@ -7,6 +7,8 @@
 #                                revoked (CN=revoked)
 #   rogue-ca.{crt,key}, rogue.{crt,key}   a certificate from another CA
 #   nosan.{crt,key}              signed by the CA, SAN names only "example.org"
+#   pa, pb                       CN=keel-peer (both), SAN 127.0.0.1 and localhost
+#   iponly.{crt,key}             CN=m2, SAN 127.0.0.1 only
 #   crl.pem                      the CA's CRL, revoking revoked.crt
 # Usage: make_certs.sh DIR
 set -euo pipefail
@@ -43,6 +45,10 @@ local_san="IP:127.0.0.1,DNS:localhost"
 for n in m0 m1 m2 m3 client root alice bob revoked; do leaf "$n" "$n" "$local_san" ca; done
 leaf rogue m1 "$local_san" rogue-ca
 leaf nosan m1 "DNS:example.org" ca
+# Peers sharing one common name (--peer-cert-allowed-cn), and a peer
+# certificate naming 127.0.0.1 only (--peer-cert-allowed-hostname=localhost).
+for n in pa pb; do leaf "$n" keel-peer "$local_san" ca; done
+leaf iponly m2 "IP:127.0.0.1" ca
 
 # A CRL revoking revoked.crt, made with a minimal `openssl ca` database.
 mkdir -p crldb
