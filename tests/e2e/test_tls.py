@@ -266,6 +266,9 @@ def test_tls_cluster_internal_calls(make_cluster, certs):
             assert out == "v\n", f"the lease expired while kept alive: {out!r}"
             return time.monotonic() - t0 > 3 * ttl
         wait_for(outlived, 30, "3 TTLs with the lease kept alive", interval=0.3)
+        # TimeToLive through the follower (forwarded to the leader too).
+        r = follower.ctl_ok("lease", "timetolive", lid, "--keys")
+        assert f"granted with TTL({ttl}s)" in r.out and "attached keys([leased])" in r.out, r.out
     finally:
         ka.terminate()
         out, _ = ka.communicate(timeout=10)
