@@ -167,7 +167,9 @@ def assert_m2_kept_out(c, may_know_leader: bool = False):
     c[0].wait_healthy(30)
     c[1].wait_healthy(30)
     c[0].ctl_ok("put", "k", "v")
-    assert c[1].ctl_ok("get", "k", "--print-value-only", "--consistency=s").out == "v\n"
+    # (m1 applies the put a moment after m0 acknowledged it.)
+    wait_for(lambda: c[1].ctl_ok("get", "k", "--print-value-only", "--consistency=s").out == "v\n",
+             10, "m1 to have the key")
     # m2 gets no data (and, unless it accepts the others' certificates,
     # never hears from a leader).
     r = c[2].ctl("get", "k", "--consistency=s", "--print-value-only", command_timeout="2s")
