@@ -293,12 +293,6 @@ grpc::Status ClusterService::MemberPromote(
   if (!channel) return kErrNoLeader.ToStatus();
   auto stub = etcdserverpb::Cluster::NewStub(channel);
   grpc::ClientContext fwd;
-  for (const char* key : {"token", "authorization"}) {
-    auto it = ctx->client_metadata().find(key);
-    if (it != ctx->client_metadata().end()) {
-      fwd.AddMetadata(key, std::string(it->second.data(), it->second.size()));
-    }
-  }
   fwd.set_deadline(ctx->deadline());
   ForwardAuthMetadata(*ctx, &fwd);
   return stub->MemberPromote(&fwd, *r, out);
