@@ -129,6 +129,8 @@ class Store {
   // CRC32C over every data row and the compacted revision (Maintenance.Hash).
   Result<uint32_t> Hash() const;
   DbStats Stats() const;
+  // Stats().size_bytes alone (no live-data estimate, no index walk).
+  uint64_t SizeBytes() const;
 
   // Live keys attached to a lease, in key order.
   std::vector<std::string> LeaseKeys(int64_t lease) const;

@@ -187,6 +187,11 @@ DbStats Store::Stats() const {
                  state_->index.size()};
 }
 
+uint64_t Store::SizeBytes() const {
+  std::shared_lock l(mu_);
+  return backend_->SizeBytes();
+}
+
 Result<SnapshotInfo> Store::ExportSnapshot(const std::string& path) const {
   std::shared_ptr<Backend> b;
   std::unique_ptr<SnapshotGuard> snap;

@@ -287,6 +287,9 @@ class Server final : public StateMachine,
   Status CheckAuthAtApply(const internal::Request& req);
   static void StampRequestAuth(internal::Request* req);
   bool OverQuota() const;
+  // OverQuota's recent reading of the store size (see OverQuota).
+  mutable std::atomic<uint64_t> quota_size_{0};
+  mutable std::atomic<int64_t> quota_size_at_{0};  // steady_clock ns; 0: none
   // NOSPACE refusal: an active alarm, or the store over its quota (which
   // raises the alarm).
   Status CheckSpace();
