@@ -120,6 +120,9 @@ Result<std::unique_ptr<Backend>> Backend::OpenPath(const std::string& path) {
   rocksdb::ColumnFamilyOptions meta_cf;
   meta_cf.write_buffer_size = 1 << 20;
   meta_cf.table_factory = tables;
+  // WAL records wait in memory until FlushWal (or a write not deferred,
+  // or SyncWal, or close): see Write.
+  opts.manual_wal_flush = true;
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
       {rocksdb::kDefaultColumnFamilyName, data_cf},
       {kMetaCf, meta_cf},
@@ -138,6 +141,7 @@ Result<std::unique_ptr<Backend>> Backend::OpenPath(const std::string& path) {
 
 Backend::~Backend() {
   if (db_) {
+    db_->FlushWAL(false).PermitUncheckedError();
     if (data_) db_->DestroyColumnFamilyHandle(data_);
     if (meta_) db_->DestroyColumnFamilyHandle(meta_);
     db_->Close().PermitUncheckedError();
@@ -149,7 +153,7 @@ Backend::~Backend() {
   }
 }
 
-Status Backend::Write(rocksdb::WriteBatch* batch, bool sync) {
+Status Backend::Write(rocksdb::WriteBatch* batch, bool sync, bool defer_wal) {
   // etcd times each bbolt commit; the RocksDB batch write is ours.
   static metrics::Histogram& commit_seconds =
       metrics::Registry::Default().AddHistogram(
@@ -160,6 +164,7 @@ Status Backend::Write(rocksdb::WriteBatch* batch, bool sync) {
   wo.sync = sync;
   auto start = std::chrono::steady_clock::now();
   Status s = FromRocks(db_->Write(wo, batch));
+  if (s.ok() && !sync && !defer_wal) s = FlushWal();
   commit_seconds.Observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count());
@@ -179,7 +184,9 @@ Status Backend::GetMeta(std::string_view key, std::string* value,
       db_->Get(ro, meta_, rocksdb::Slice(key.data(), key.size()), value));
 }
 
-Status Backend::SyncWal() { return FromRocks(db_->SyncWAL()); }
+Status Backend::FlushWal() { return FromRocks(db_->FlushWAL(false)); }
+
+Status Backend::SyncWal() { return FromRocks(db_->FlushWAL(/*sync=*/true)); }
 
 Status Backend::Flush() {
   rocksdb::FlushOptions fo;

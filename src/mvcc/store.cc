@@ -344,7 +344,8 @@ Status Store::Commit(PendingWrite* w) {
     batch.Put(backend_->meta(), kMetaConsistentIndex,
               EncodeConsistentIndex(w->ci));
   }
-  Status s = backend_->Write(&batch, options_.sync_writes);
+  Status s =
+      backend_->Write(&batch, options_.sync_writes, options_.defer_wal_writes);
   if (!s.ok()) {
     w->Rollback();
     return s;
@@ -425,6 +426,11 @@ Status Store::SetConsistentIndex(ConsistentIndex ci) {
   std::unique_lock l(mu_);
   PendingWrite w{&state_->index, state_->current_rev, ci, {}, {}};
   return Commit(&w);
+}
+
+Status Store::FlushWal() {
+  std::shared_lock l(mu_);
+  return backend_->FlushWal();
 }
 
 Status Store::Sync() {

@@ -74,6 +74,12 @@ struct StoreOptions {
   std::function<bool(int64_t lease)> lease_exists;
   // Rows deleted per write batch by compaction.
   size_t compaction_batch_rows = 10000;
+  // Write methods leave their RocksDB WAL records buffered in memory until
+  // FlushWal() (the apply loop calls it once per batch of applied entries).
+  // A process crash may then lose the unflushed suffix of batches (never
+  // part of one), which Raft replays from its own WAL after
+  // consistent_index(), as it does after a machine crash.
+  bool defer_wal_writes = false;
 };
 
 // Told about every committed write revision (the watch hub).
@@ -183,6 +189,8 @@ class Store {
   Status PutAux(std::string_view name, std::string_view value,
                 ConsistentIndex ci);
   Result<std::string> GetAux(std::string_view name) const;
+  // Writes the WAL records that defer_wal_writes buffered (not fsynced).
+  Status FlushWal();
   // Makes every applied batch durable (WAL fsync).
   Status Sync();
   // Sync() plus a flush of memtables to SST files.

@@ -447,6 +447,7 @@ void RaftNode::ApplyCommitted(const std::vector<raft::Entry>& entries) {
     }
     applied_ = e.index;
   }
+  if (!entries.empty()) sm_->ApplyBatchDone();
 }
 
 void RaftNode::MaybeSnapshot() {

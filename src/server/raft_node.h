@@ -76,6 +76,10 @@ class StateMachine {
   virtual void ApplyConfChange(const raft::Entry& entry,
                                const raft::ConfChange& cc,
                                const raft::ConfState& cs) = 0;
+  // Called after each batch of committed entries (one Ready's) is applied,
+  // before the reads waiting on them complete: the state machine may have
+  // buffered its writes over the batch.
+  virtual void ApplyBatchDone() {}
   // Replaces the state with a snapshot received from the leader.
   virtual Status RestoreSnapshot(const raft::Snapshot& snap) = 0;
   // The small descriptor stored as a Raft snapshot's data.

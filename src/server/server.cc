@@ -251,6 +251,10 @@ Status Server::OpenStorage() {
   lessor_ = std::make_unique<Lessor>(
       MinLeaseTTLSeconds(config_.election_ms, config_.heartbeat_ms));
   so.lease_exists = [this](int64_t id) { return lessor_->Exists(id); };
+  // One write(2) of the store's WAL per applied batch (ApplyBatchDone)
+  // rather than one per entry: ~4% of a loaded member's CPU. What a crash
+  // loses of it is replayed from the Raft WAL.
+  so.defer_wal_writes = true;
   auto store = mvcc::Store::Open((member / "kv").string(), so);
   if (!store.ok()) {
     return Status::Corruption("opening the key-value store " +
@@ -911,6 +915,12 @@ void Server::Apply(const raft::Entry& entry) {
   if (it == waiters_.end()) return;
   it->second.set_value(std::move(result));
   waiters_.erase(it);
+}
+
+void Server::ApplyBatchDone() {
+  Status st = store_->FlushWal();
+  // Like a failed Raft WAL write: the store's state on disk is unknown.
+  KEEL_CHECK(st.ok()) << "writing the key-value store's WAL: " << st.ToString();
 }
 
 Status Server::RestoreSnapshot(const raft::Snapshot& snap) {

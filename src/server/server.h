@@ -214,6 +214,7 @@ class Server final : public StateMachine,
   // ---- StateMachine (RaftNode loop thread) ----
   uint64_t AppliedIndex() const override;
   void Apply(const raft::Entry& entry) override;
+  void ApplyBatchDone() override;
   bool AcceptConfChange(const raft::Entry& entry,
                         const raft::ConfChange& cc) override;
   void ApplyConfChange(const raft::Entry& entry, const raft::ConfChange& cc,
