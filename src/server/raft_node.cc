@@ -352,6 +352,23 @@ void RaftNode::HandleReady() {
   }
   const bool leader = node_->role() == raft::StateRole::kLeader;
   if (leader && !rd.messages.empty()) sender_->Send(std::move(rd.messages));
+  if (!leader && !rd.messages.empty()) {
+    // A follower's forwarded proposals and read requests depend on nothing
+    // this Ready persists: send them now rather than after the fdatasync of
+    // the entries the leader sent meanwhile (under load every Ready of a
+    // follower has some), which held each forwarded write for one more
+    // disk sync. Acknowledgements and votes still wait (below).
+    std::vector<raft::Message> now, after_sync;
+    for (raft::Message& m : rd.messages) {
+      (m.type == raft::MessageType::kProp ||
+               m.type == raft::MessageType::kReadIndex
+           ? now
+           : after_sync)
+          .push_back(std::move(m));
+    }
+    if (!now.empty()) sender_->Send(std::move(now));
+    rd.messages = std::move(after_sync);
+  }
 
   if (!rd.snapshot.IsEmpty()) {
     ServerMetrics::Get().snapshot_apply_in_progress.Set(1);
