@@ -141,15 +141,14 @@ void RaftNode::ReadIndexAsync(StatusCallback done) {
 
 void RaftNode::ProposeAsync(std::string data, Clock::time_point deadline,
                             StatusCallback done) {
+  // Queued with the held proposals: the loop offers all of them after the
+  // round's tasks as batches (RetryHeldProposals), so that the proposals of
+  // one round cost one append and one kApp per follower on a leader, and one
+  // kProp to the leader on a follower, instead of one each.
   Enqueue([this, d = std::move(data), deadline,
            done = std::move(done)](bool run) mutable {
     if (!run) return done(kStopped);
-    Status st = node_->Propose(d);
-    if (st.IsProposalDropped() && Clock::now() < deadline) {
-      held_proposals_.push_back({std::move(d), deadline, std::move(done)});
-      return;
-    }
-    done(std::move(st));
+    held_proposals_.push_back({std::move(d), deadline, std::move(done)});
   });
 }
 
@@ -157,15 +156,34 @@ void RaftNode::RetryHeldProposals() {
   if (held_proposals_.empty()) return;
   const auto now = Clock::now();
   std::deque<HeldProposal> still;
-  for (HeldProposal& h : held_proposals_) {
-    Status st = node_->leader() == raft::kNone
-                    ? Status::ProposalDropped("no leader")
-                    : node_->Propose(h.data);
-    if (st.IsProposalDropped() && now < h.deadline) {
-      still.push_back(std::move(h));
-    } else {
-      h.done(std::move(st));
+  size_t i = 0;
+  while (i < held_proposals_.size()) {
+    // A batch is bounded like a kApp (max_size_per_msg), so that a
+    // forwarded kProp stays a reasonable transport frame.
+    size_t j = i, bytes = 0;
+    std::vector<std::string> batch;
+    while (j < held_proposals_.size() &&
+           (j == i || bytes + held_proposals_[j].data.size() <=
+                          options_.max_size_per_msg)) {
+      bytes += held_proposals_[j].data.size();
+      j++;
     }
+    Status st = Status::ProposalDropped("no leader");
+    if (node_->leader() != raft::kNone) {
+      batch.reserve(j - i);
+      // Copies: a refused batch is held and offered again.
+      for (size_t k = i; k < j; k++) batch.push_back(held_proposals_[k].data);
+      st = node_->ProposeBatch(std::move(batch));
+    }
+    for (size_t k = i; k < j; k++) {
+      HeldProposal& h = held_proposals_[k];
+      if (st.IsProposalDropped() && now < h.deadline) {
+        still.push_back(std::move(h));
+      } else {
+        h.done(st);
+      }
+    }
+    i = j;
   }
   held_proposals_.swap(still);
 }
