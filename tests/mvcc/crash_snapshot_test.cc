@@ -155,6 +155,43 @@ TEST(Crash, ExitWithoutCloseKeepsIndexAndData) {
   }
 }
 
+TEST(Crash, DeferredWalKillNineKeepsFlushedBatches) {
+  // defer_wal_writes (the server's setting): WAL records reach the file only
+  // at FlushWal. A kill -9 keeps every flushed batch, may lose the unflushed
+  // ones, and what survives is still a prefix with its consistent index.
+  const uint64_t seed = 11;
+  const int kFlushed = 200, kEntries = 205;
+  TempDir dir;
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    StoreOptions o;
+    o.defer_wal_writes = true;
+    auto s = Store::Open(dir.path(), o);
+    if (!s.ok()) ::_exit(2);
+    for (int i = 1; i <= kEntries; i++) {
+      if (!ApplyEntry(s->get(), seed, i).ok()) ::_exit(3);
+      if (i % 10 == 0 && i <= kFlushed && !(*s)->FlushWal().ok()) ::_exit(5);
+    }
+    ::kill(::getpid(), SIGKILL);  // no destructor, no Close
+    ::_exit(4);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "child exit " << WEXITSTATUS(status);
+  auto s = OpenStore(dir.path());
+  ASSERT_NE(s, nullptr);
+  EXPECT_GE(s->consistent_index().index, static_cast<uint64_t>(kFlushed));
+  EXPECT_LE(s->consistent_index().index, static_cast<uint64_t>(kEntries));
+  ExpectMatchesIndex(s.get(), seed);
+  for (int i = static_cast<int>(s->consistent_index().index) + 1; i <= kEntries;
+       i++) {
+    ASSERT_TRUE(ApplyEntry(s.get(), seed, i).ok());
+  }
+  EXPECT_EQ(s->consistent_index().index, static_cast<uint64_t>(kEntries));
+  ExpectMatchesIndex(s.get(), seed);
+}
+
 TEST(Snapshot, ExportRestoreRoundTrip) {
   TempDir src_dir, dst_dir, files;
   auto src = OpenStore(src_dir.path());
