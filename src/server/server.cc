@@ -909,6 +909,20 @@ void Server::Apply(const raft::Entry& entry) {
       record_index();
     }
   }
+  // The store could not write (disk full, IO error, damage): the entry is
+  // not in the store, yet the loop would count it applied and answer
+  // linearizable reads from a store that lacks it (a disk-full fault run
+  // caught a follower serving revision 933 while the cluster was at 1,000+
+  // once RocksDB refused writes after a failed memtable flush). Fatal, like
+  // a failed Raft WAL write: a restart replays the entry from the log.
+  // Request errors (key or lease not found, a failed precondition) are
+  // deterministic and stay answers.
+  const Status::Code code = result->status.code();
+  KEEL_CHECK(code != Status::Code::kIOError &&
+             code != Status::Code::kNoSpace &&
+             code != Status::Code::kCorruption)
+      << "applying entry " << entry.index
+      << " to the key-value store failed: " << result->status.ToString();
   if (req.member_id() != member_id_) return;
   std::lock_guard lock(wait_mu_);
   auto it = waiters_.find(req.id());
