@@ -158,15 +158,9 @@ std::string AuthStore::Serialize() const {
   return st.SerializeAsString();
 }
 
-bool AuthStore::enabled() const {
-  std::shared_lock l(mu_);
-  return enabled_;
-}
+bool AuthStore::enabled() const { return enabled_.load(); }
 
-uint64_t AuthStore::revision() const {
-  std::shared_lock l(mu_);
-  return revision_;
-}
+uint64_t AuthStore::revision() const { return revision_.load(); }
 
 Result<AuthInfo> AuthStore::InfoFromToken(std::string_view token) {
   auto info = tokens_->Info(token, revision());

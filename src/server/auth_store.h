@@ -22,6 +22,7 @@
 // it shared). Passwords are hashed and checked without the lock.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <shared_mutex>
@@ -119,8 +120,10 @@ class AuthStore {
 
   const std::unique_ptr<TokenProvider> tokens_;
   mutable std::shared_mutex mu_;
-  bool enabled_ = false;                       // guarded by mu_
-  uint64_t revision_ = 1;                      // guarded by mu_
+  // Atomic so that every request's enabled()/revision() check needs no
+  // lock; written only with mu_ held exclusively.
+  std::atomic<bool> enabled_{false};
+  std::atomic<uint64_t> revision_{1};
   std::map<std::string, authpb::User> users_;  // guarded by mu_
   std::map<std::string, authpb::Role> roles_;  // guarded by mu_
 };
