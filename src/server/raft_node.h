@@ -9,7 +9,9 @@
 //   1. a leader sends its messages at once, in parallel with its own write
 //      (Raft thesis §10.2.1); the write is one WAL batch and one fdatasync
 //      (group commit, src/wal);
-//   2. a follower sends its messages only once the batch is durable;
+//   2. a follower sends its acknowledgements and votes only once the
+//      batch is durable; its forwarded proposals and read requests depend
+//      on nothing the batch persists and go at once;
 //   3. committed entries are applied in order through the StateMachine,
 //      which stores the applied index atomically with the data;
 //   4. read states complete the linearizable reads waiting on them once the
