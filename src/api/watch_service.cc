@@ -9,6 +9,7 @@
 #include "api/auth_service.h"
 #include "api/errors.h"
 #include "mvcc/watch_hub.h"
+#include "server/convert.h"
 
 namespace keel::api {
 
@@ -18,15 +19,6 @@ namespace {
 // watchers fall behind and catch up from the store later).
 constexpr size_t kMaxQueueBytes = 4 << 20;
 constexpr size_t kMaxQueueResponses = 16384;
-
-void ToPb(const mvcc::KeyValue& kv, mvccpb::KeyValue* out) {
-  out->set_key(kv.key);
-  out->set_create_revision(kv.create_revision);
-  out->set_mod_revision(kv.mod_revision);
-  out->set_version(kv.version);
-  out->set_value(kv.value);
-  out->set_lease(kv.lease);
-}
 
 }  // namespace
 
@@ -156,13 +148,13 @@ class WatchStream final
         pe->mutable_kv()->set_mod_revision(e.kv.mod_revision);
       } else {
         pe->set_type(mvccpb::Event::PUT);
-        ToPb(e.kv, pe->mutable_kv());
+        server::ToPb(e.kv, pe->mutable_kv());
       }
       // As etcd: a create event carries no prev_kv.
       const bool create =
           e.type == mvcc::Event::Type::kPut && e.kv.version == 1;
       if (e.prev_kv.has_value() && !create) {
-        ToPb(*e.prev_kv, pe->mutable_prev_kv());
+        server::ToPb(*e.prev_kv, pe->mutable_prev_kv());
       }
     }
     const bool fragment = it != ids_.end() && it->second.fragment;

@@ -63,9 +63,11 @@ bool SocketConn::Write(std::string_view data, int timeout_ms) {
 }
 
 bool SocketConn::WaitPeerGone(int timeout_ms, int wake_fd) {
-  // POLLRDHUP (not POLLIN): bytes a client pipelines behind a streaming
-  // request must not look like a close.
-  pollfd p[2] = {{fd_, POLLRDHUP, 0}, {wake_fd, POLLIN, 0}};
+  return WaitSocketClosed(fd_, timeout_ms, wake_fd);
+}
+
+bool WaitSocketClosed(int fd, int timeout_ms, int wake_fd) {
+  pollfd p[2] = {{fd, POLLRDHUP, 0}, {wake_fd, POLLIN, 0}};
   for (;;) {
     int r = poll(p, wake_fd >= 0 ? 2 : 1, timeout_ms);
     if (r > 0) return p[0].revents != 0;

@@ -63,6 +63,12 @@ class Conn {
   virtual void CloseWrite() = 0;
 };
 
+// Conn::WaitPeerGone for a socket: only a close or reset (POLLRDHUP, not
+// POLLIN: bytes a client pipelines behind a streaming request must not
+// look like a close) counts; the socket is only polled, so another thread
+// may write meanwhile. Shared by the plain and the TLS connection.
+bool WaitSocketClosed(int fd, int timeout_ms, int wake_fd);
+
 // A Conn over a connected socket; owns and closes fd.
 class SocketConn final : public Conn {
  public:

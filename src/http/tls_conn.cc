@@ -129,15 +129,8 @@ bool TlsConn::Write(std::string_view data, int timeout_ms) {
 }
 
 bool TlsConn::WaitPeerGone(int timeout_ms, int wake_fd) {
-  // As SocketConn: only a close (POLLRDHUP) counts, and the TLS state is
-  // not touched, so another thread may write meanwhile.
-  pollfd p[2] = {{fd_, POLLRDHUP, 0}, {wake_fd, POLLIN, 0}};
-  for (;;) {
-    int r = poll(p, wake_fd >= 0 ? 2 : 1, timeout_ms);
-    if (r > 0) return p[0].revents != 0;
-    if (r == 0) return false;
-    if (errno != EINTR) return true;
-  }
+  // The TLS state is not touched, so another thread may write meanwhile.
+  return WaitSocketClosed(fd_, timeout_ms, wake_fd);
 }
 
 void TlsConn::Abort() { shutdown(fd_, SHUT_RDWR); }
