@@ -34,6 +34,7 @@ def unary(path, resp):
 
 
 grant = unary("/etcdserverpb.Lease/LeaseGrant", rpc.LeaseGrantResponse)
+revoke = unary("/etcdserverpb.Lease/LeaseRevoke", rpc.LeaseRevokeResponse)
 rng = unary("/etcdserverpb.KV/Range", rpc.RangeResponse)
 lock = unary("/v3lockpb.Lock/Lock", lk.LockResponse)
 unlock = unary("/v3lockpb.Lock/Unlock", lk.UnlockResponse)
@@ -129,4 +130,7 @@ res["observed"] = observed[1:]
 stream.cancel()
 res["proclaim_stale"] = err(proclaim, el.ProclaimRequest(leader=c1.leader, value=b"x"))
 res["resign_missing_leader"] = err(resign, el.ResignRequest())
+resign(el.ResignRequest(leader=c2["resp"].leader), timeout=10)
+for lease in (l1, l2):  # nothing left to expire in a later test
+    revoke(rpc.LeaseRevokeRequest(ID=lease), timeout=10)
 print(json.dumps(res, sort_keys=True))
