@@ -2,15 +2,19 @@
 
 #include <fcntl.h>
 #include <rocksdb/cache.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <cstdarg>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <vector>
 
+#include "common/check.h"
 #include "metrics/metrics.h"
 
 namespace keel::mvcc {
@@ -30,6 +34,88 @@ Status SyncPath(const std::string& path, bool directory) {
   if (rc != 0) return Status::IOError("fsync " + path);
   return Status::OK();
 }
+
+// RocksDB's own log goes to keel's log, warnings and worse only, not to a
+// LOG file in the data directory: RocksDB writes that file through the
+// same checked writer as its data, so on a full disk a failed log line
+// made the next one abort inside RocksDB (an assertion in Debian's build)
+// before the real error was reported.
+class RocksLogToSpdlog : public rocksdb::Logger {
+ public:
+  RocksLogToSpdlog() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+
+  void Logv(const char* format, va_list ap) override {
+    Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap);
+  }
+
+  void Logv(const rocksdb::InfoLogLevel level, const char* format,
+            va_list ap) override {
+    if (level < GetInfoLogLevel() ||
+        level == rocksdb::InfoLogLevel::HEADER_LEVEL) {
+      return;
+    }
+    char line[1024];
+    std::vsnprintf(line, sizeof(line), format, ap);
+    switch (level) {
+      case rocksdb::InfoLogLevel::DEBUG_LEVEL:
+        spdlog::debug("rocksdb: {}", line);
+        break;
+      case rocksdb::InfoLogLevel::INFO_LEVEL:
+        spdlog::info("rocksdb: {}", line);
+        break;
+      case rocksdb::InfoLogLevel::WARN_LEVEL:
+        spdlog::warn("rocksdb: {}", line);
+        break;
+      default:
+        spdlog::error("rocksdb: {}", line);
+        break;
+    }
+  }
+};
+
+// RocksDB turns read-only after a background error (a failed WAL, SST or
+// MANIFEST write: a full disk, say), and in builds with assertions, such
+// as Debian's, the next call that reaches the failed file aborts inside
+// RocksDB (`sync_without_flush_called_`) without saying why. Stop the
+// member at the first error instead, naming it: like a failed Raft WAL
+// write, the store's state on disk is then unknown, and the restart
+// replays the entries from the Raft log.
+class StopOnBackgroundError : public rocksdb::EventListener {
+ public:
+  explicit StopOnBackgroundError(std::string path) : path_(std::move(path)) {}
+
+  void OnBackgroundError(rocksdb::BackgroundErrorReason reason,
+                         rocksdb::Status* error) override {
+    if (error == nullptr) return;
+    KEEL_CHECK(error->ok())
+        << "the key-value store in " << path_ << " failed to write ("
+        << ReasonName(reason) << "): " << error->ToString();
+  }
+
+ private:
+  static const char* ReasonName(rocksdb::BackgroundErrorReason r) {
+    using R = rocksdb::BackgroundErrorReason;
+    switch (r) {
+      case R::kFlush:
+        return "memtable flush";
+      case R::kCompaction:
+        return "compaction";
+      case R::kWriteCallback:
+        return "write";
+      case R::kMemTable:
+        return "memtable switch";
+      case R::kManifestWrite:
+        return "MANIFEST write";
+      case R::kFlushNoWAL:
+        return "memtable flush";
+      case R::kManifestWriteNoWAL:
+        return "MANIFEST write";
+    }
+    return "background work";
+  }
+
+  std::string path_;
+};
 
 }  // namespace
 
@@ -123,6 +209,9 @@ Result<std::unique_ptr<Backend>> Backend::OpenPath(const std::string& path) {
   // WAL records wait in memory until FlushWal (or a write not deferred,
   // or SyncWal, or close): see Write.
   opts.manual_wal_flush = true;
+  opts.info_log = std::make_shared<RocksLogToSpdlog>();
+  opts.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  opts.listeners.push_back(std::make_shared<StopOnBackgroundError>(path));
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
       {rocksdb::kDefaultColumnFamilyName, data_cf},
       {kMetaCf, meta_cf},

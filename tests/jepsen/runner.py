@@ -803,7 +803,9 @@ def sched_disk_full(n: Nemesis, stop, el) -> None:
         filler.unlink()
         n.note(f"disk space back on {v.name}")
         if not v.running():
-            tail = "\n".join(v.log_since_last_start().splitlines()[-3:])
+            # The last lines before the stack a dying member prints.
+            text = v.log_since_last_start().split("keel: fatal signal; stack:")[0]
+            tail = "\n".join(text.splitlines()[-3:])
             n.disk_exits.append(f"exit {v.proc.returncode}: {tail}")
             n.note(f"{v.name} had stopped (exit {v.proc.returncode}); restart")
             v.start()
