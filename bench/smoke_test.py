@@ -51,6 +51,9 @@ def main() -> int:
             ["range"],
             ["range", "--consistency", "s"],
             ["txn-put"],
+            # gRPC's own client, kept for comparison with the default one.
+            ["range", "--transport", "grpc"],
+            ["put", "--transport", "grpc"],
         ]
         for args in runs:
             cmd = [bench, *args, "--endpoints", f"127.0.0.1:{client}",

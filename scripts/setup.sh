@@ -9,6 +9,7 @@ packages=(
   libspdlog-dev libfmt-dev libcli11-dev libasio-dev
   librocksdb-dev libssl-dev libcrypt-dev
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
+  libnghttp2-dev
   etcd-server etcd-client python3-pytest python3-etcd3
   prometheus python3-prometheus-client
 )

@@ -40,48 +40,42 @@
 #include <thread>
 #include <vector>
 
+#include "bench_common.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
+#include "h2_unary.h"
 #include "stats.h"
 
 namespace keel::bench {
+
+std::string StatusText(int code, const std::string& message) {
+  std::string name;
+  switch (code) {
+    case grpc::DEADLINE_EXCEEDED:
+      name = "DeadlineExceeded";
+      break;
+    case grpc::UNAVAILABLE:
+      name = "Unavailable";
+      break;
+    case grpc::RESOURCE_EXHAUSTED:
+      name = "ResourceExhausted";
+      break;
+    case grpc::UNIMPLEMENTED:
+      name = "Unimplemented";
+      break;
+    case grpc::CANCELLED:
+      name = "Cancelled";
+      break;
+    default:
+      name = "code " + std::to_string(code);
+  }
+  return name + ": " + message;
+}
+
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using etcdserverpb::KV;
 using etcdserverpb::Lease;
 using etcdserverpb::Watch;
-
-struct Options {
-  std::string workload;
-  std::vector<std::string> endpoints{"127.0.0.1:2379"};
-  int conns = 1;
-  int clients = 1;
-  int threads = 1;
-  int64_t total = 0;
-  double duration_s = 0;
-  int key_size = 8;
-  int val_size = 256;
-  int64_t key_space = 100000;
-  bool sequential = false;
-  double rate = 0;
-  std::string consistency = "l";
-  int watchers = 100;
-  int watch_streams = 10;
-  int64_t put_total = 100;
-  double put_rate = 100;
-  int64_t lease_ttl = 600;
-  double timeout_s = 30;
-  uint64_t seed = 0;
-  bool json = false;
-  bool progress = true;
-};
-
-// Zero-padded decimal key of at least key_size bytes.
-std::string MakeKey(int64_t k, int key_size) {
-  char buf[32];
-  int n = std::snprintf(buf, sizeof buf, "%0*" PRId64, key_size, k);
-  return std::string(buf, n);
-}
 
 // Random bytes: incompressible, as etcd's benchmark uses, so a store that
 // compresses gains nothing from the value's shape.
@@ -92,27 +86,7 @@ std::string RandomBytes(size_t n, std::mt19937_64* rng) {
 }
 
 std::string StatusText(const grpc::Status& st) {
-  std::string code;
-  switch (st.error_code()) {
-    case grpc::DEADLINE_EXCEEDED:
-      code = "DeadlineExceeded";
-      break;
-    case grpc::UNAVAILABLE:
-      code = "Unavailable";
-      break;
-    case grpc::RESOURCE_EXHAUSTED:
-      code = "ResourceExhausted";
-      break;
-    case grpc::UNIMPLEMENTED:
-      code = "Unimplemented";
-      break;
-    case grpc::CANCELLED:
-      code = "Cancelled";
-      break;
-    default:
-      code = "code " + std::to_string(static_cast<int>(st.error_code()));
-  }
-  return code + ": " + st.error_message();
+  return keel::bench::StatusText(st.error_code(), st.error_message());
 }
 
 gpr_timespec Deadline(double seconds) {
@@ -133,17 +107,6 @@ class Handler {
 struct Tag {
   Handler* h;
   int kind;
-};
-
-// State shared by every worker of one run.
-struct Shared {
-  const Options* opt = nullptr;
-  std::atomic<int64_t> issued{0};
-  std::atomic<int64_t> completed{0};
-  Clock::time_point start;
-  Clock::time_point stop_at = Clock::time_point::max();
-  std::atomic<bool> stopping{false};
-  std::string value;  // the random value every put writes
 };
 
 class Worker {
@@ -214,35 +177,21 @@ class LoopClient : public Handler {
   }
 
   void Next() {
-    const Options& o = *s_->opt;
-    if (s_->stopping.load(std::memory_order_relaxed)) return Finish();
-    int64_t n = s_->issued.fetch_add(1);
     auto now = Clock::now();
-    if ((o.total > 0 && n >= o.total) || now >= s_->stop_at) {
-      return Finish();
-    }
-    n_ = n;
-    if (o.rate > 0) {
-      auto at = s_->start + std::chrono::nanoseconds(
-                                static_cast<int64_t>(n * 1e9 / o.rate));
-      if (at > now) {
-        alarm_.Set(
-            w_->cq(),
-            gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                         gpr_time_from_nanos((at - now).count(), GPR_TIMESPAN)),
-            &alarm_tag_);
-        return;
-      }
+    Clock::time_point at;
+    if (!s_->Claim(now, &n_, &at)) return Finish();
+    if (at > now) {
+      alarm_.Set(
+          w_->cq(),
+          gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                       gpr_time_from_nanos((at - now).count(), GPR_TIMESPAN)),
+          &alarm_tag_);
+      return;
     }
     Send();
   }
 
-  std::string NextKey() {
-    const Options& o = *s_->opt;
-    int64_t k = o.sequential ? n_ % o.key_space
-                             : static_cast<int64_t>(rng_() % o.key_space);
-    return MakeKey(k, o.key_size);
-  }
+  std::string NextKey() { return keel::bench::NextKey(*s_->opt, n_, &rng_); }
 
   Shared* const s_;
   Worker* const w_;
@@ -499,7 +448,8 @@ class Bench {
     std::mt19937_64 rng(o_.seed);
     shared_.opt = &o_;
     shared_.value = RandomBytes(o_.val_size, &rng);
-    if (!Connect()) return 2;
+    h2_ = o_.transport == "h2" && IsUnary();
+    if (!h2_ && !Connect()) return 2;
     int nthreads = std::clamp(o_.threads, 1, o_.conns);
     for (int i = 0; i < nthreads; i++) {
       workers_.push_back(std::make_unique<Worker>());
@@ -510,7 +460,7 @@ class Bench {
     } else if (o_.workload == "lease-keepalive") {
       if (!RunKeepAlive(&sum, &rng)) return 2;
     } else {
-      RunUnary(&sum, &rng);
+      if (!RunUnary(&sum, &rng)) return 2;
     }
     if (o_.json) {
       std::fputs(ToJson(sum).c_str(), stdout);
@@ -553,6 +503,11 @@ class Bench {
       watch_.push_back(Watch::NewStub(ch));
     }
     return true;
+  }
+
+  bool IsUnary() const {
+    return o_.workload == "put" || o_.workload == "range" ||
+           o_.workload == "txn-put";
   }
 
   Worker* WorkerFor(int conn) { return workers_[conn % workers_.size()].get(); }
@@ -606,7 +561,30 @@ class Bench {
     std::fprintf(stderr, "\r%s\r", std::string(80, ' ').c_str());
   }
 
-  void RunUnary(Summary* sum, std::mt19937_64* rng) {
+  bool RunUnary(Summary* sum, std::mt19937_64* rng) {
+    std::string name = o_.workload;
+    if (name == "range") {
+      name += o_.consistency == "s" ? " (serializable)" : " (linearizable)";
+    }
+    if (h2_) {
+      std::vector<uint64_t> seeds(o_.clients);
+      for (auto& seed : seeds) seed = (*rng)();
+      H2Unary engine(&shared_, seeds);
+      if (!engine.Connect()) return false;
+      shared_.start = Clock::now();
+      if (o_.duration_s > 0) {
+        shared_.stop_at =
+            shared_.start +
+            std::chrono::nanoseconds(static_cast<int64_t>(o_.duration_s * 1e9));
+      }
+      std::vector<std::thread> threads;
+      for (int i = 0; i < engine.loops(); i++) {
+        threads.emplace_back([&engine, i] { engine.Run(i); });
+      }
+      double secs = WaitWorkers(&threads);
+      *sum = Summarize(name, engine.MergeAll().get(), secs);
+      return true;
+    }
     std::vector<std::unique_ptr<UnaryClient>> clients;
     for (int i = 0; i < o_.clients; i++) {
       int c = i % o_.conns;
@@ -619,11 +597,8 @@ class Bench {
     for (auto& c : clients) c->Begin();
     for (auto& w : workers_) w->ClientDone();
     double secs = Drive();
-    std::string name = o_.workload;
-    if (name == "range") {
-      name += o_.consistency == "s" ? " (serializable)" : " (linearizable)";
-    }
     *sum = Summarize(name, MergeAll().get(), secs);
+    return true;
   }
 
   bool RunKeepAlive(Summary* sum, std::mt19937_64* rng) {
@@ -774,6 +749,7 @@ class Bench {
   }
 
   const Options o_;
+  bool h2_ = false;  // the unary workloads over H2Unary
   Shared shared_;
   std::vector<std::shared_ptr<grpc::Channel>> channels_;
   std::vector<std::unique_ptr<KV::Stub>> kv_;
@@ -809,6 +785,10 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--threads", o.threads,
                  "client threads, each with its own completion queue");
+  app.add_option("--transport", o.transport,
+                 "put, range, txn-put: h2 (keel-bench's own HTTP/2 client, "
+                 "lean on CPU) or grpc (gRPC C++'s client)")
+      ->check(CLI::IsMember({"h2", "grpc"}));
   app.add_option("--total", o.total, "requests in all (0: use --duration)");
   app.add_option("--duration", o.duration_s, "seconds to run");
   app.add_option("--key-size", o.key_size, "key size in bytes");
