@@ -67,6 +67,19 @@ def main() -> int:
             assert report["errors"] == 0, report
             lat = report["latency_ms"]
             assert 0 < lat["p50"] <= lat["p99"] <= lat["max"], report
+        # A request the server refuses is counted as that error, with the
+        # status and message from the server, by either client.
+        for transport in ("h2", "grpc"):
+            cmd = [bench, "put", "--transport", transport, "--val-size", "2000000",
+                   "--endpoints", f"127.0.0.1:{client}", "--conns", "2",
+                   "--clients", "3", "--total", "6", "--json", "--no-progress"]
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0, f"{cmd}: exit {out.returncode}\n{out.stderr}"
+            report = json.loads(out.stdout)
+            print(transport, "put of 2 MB ->", out.stdout.strip())
+            assert report["ops"] == 0, report
+            assert report["error_kinds"] == {
+                "code 3: etcdserver: request is too large": 6}, report
         print("keel-bench smoke: ok")
         return 0
     finally:
