@@ -8,16 +8,21 @@
 //   keel-bench watch --watchers=10000 --watch-streams=100 --put-total=100
 //   keel-bench lease-keepalive --clients=100 --total=100000
 //
-// "Connections" are distinct gRPC channels (each with its own subchannel,
-// hence its own TCP connection); "clients" are closed-loop callers, each
+// put, range and txn-put go over keel-bench's own HTTP/2 client by default
+// (h2_unary.h: the same requests for a fraction of gRPC C++'s CPU);
+// `--transport grpc`, watch and lease-keepalive use gRPC C++'s
+// completion-queue client below.
+//
+// "Connections" are distinct TCP connections (for gRPC, distinct channels,
+// each with its own subchannel); "clients" are closed-loop callers, each
 // with one request outstanding at a time, spread round-robin over the
 // connections. --rate caps the total request rate. Connections are spread
 // over the endpoints in turn.
 //
 // Threads: --threads workers (default 1), each polling one completion queue
-// that serves its share of the connections; the main thread only sets up,
-// shows a progress bar on a terminal and prints the report (JSON with
-// --json). One worker is the default because gRPC's poller (epoll1) is
+// (or running one HTTP/2 event loop) that serves its share of the
+// connections; the main thread only sets up, shows a progress bar on a
+// terminal and prints the report (JSON with --json). One worker is the default because gRPC's poller (epoll1) is
 // shared by every completion queue of the process: a second worker mostly
 // adds hand-offs between the two (kicks, futex wakeups), and on the 2-core
 // machine the benchmark shares with the servers it cost ~20% more CPU per
