@@ -216,6 +216,9 @@ Result<std::unique_ptr<Backend>> Backend::OpenPath(const std::string& path) {
       {rocksdb::kDefaultColumnFamilyName, data_cf},
       {kMetaCf, meta_cf},
   };
+  // RocksDB logs a missing directory as an error before creating it.
+  std::error_code mkdir_error;
+  fs::create_directories(path, mkdir_error);
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(opts, path, cfs, &handles, &raw);

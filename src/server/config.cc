@@ -200,6 +200,7 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
   std::string advertise_peer = "http://localhost:2380";
   std::string initial_cluster;
   std::string pre_vote = "true";
+  std::string initial_election_tick_advance = "true";
   std::string progress_interval = "10m0s";
   std::string force_new_cluster = "false";
   std::string strict_reconfig = "true";
@@ -263,6 +264,11 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
       ->envname("ETCD_MAX_TXN_OPS");
   AddBoolFlag(app, "pre-vote", &pre_vote, "ETCD_PRE_VOTE",
               "Enable to run an additional Raft election phase.");
+  AddBoolFlag(app, "initial-election-tick-advance",
+              &initial_election_tick_advance,
+              "ETCD_INITIAL_ELECTION_TICK_ADVANCE",
+              "Whether to fast-forward initial election ticks on boot for "
+              "faster election.");
   AddBoolFlag(app, "force-new-cluster", &force_new_cluster,
               "ETCD_FORCE_NEW_CLUSTER",
               "Force to create a new one member cluster.");
@@ -327,6 +333,9 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
     return Status::InvalidArgument(e.what());
   }
   KEEL_RETURN_IF_ERROR(ParseBoolFlag("pre-vote", pre_vote, &c.pre_vote));
+  KEEL_RETURN_IF_ERROR(ParseBoolFlag("initial-election-tick-advance",
+                                     initial_election_tick_advance,
+                                     &c.initial_election_tick_advance));
   {
     auto ms = ParseGoDurationMs(progress_interval);
     if (!ms.ok()) {

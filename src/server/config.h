@@ -48,6 +48,11 @@ struct ServerConfig {
   uint64_t max_request_bytes = 1572864;  // 1.5 MiB
   uint64_t max_txn_ops = 128;
   bool pre_vote = true;
+  // etcd's --initial-election-tick-advance: once its peers are connected, a
+  // starting member fast-forwards its election ticks, so that a fresh
+  // cluster elects a leader without waiting out a whole election timeout.
+  // (A one-member cluster always does, as etcd.)
+  bool initial_election_tick_advance = true;
   // Disaster recovery: restart as a one-member cluster with all the data.
   bool force_new_cluster = false;
   // Refuse membership changes that could cost the quorum (etcd's default).

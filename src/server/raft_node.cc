@@ -212,6 +212,13 @@ void RaftNode::ReportSnapshot(raft::NodeId id, bool ok) {
   });
 }
 
+void RaftNode::AdvanceTicks(int n) {
+  Enqueue([this, n](bool run) {
+    if (!run) return;
+    for (int i = 0; i < n; i++) node_->Tick();
+  });
+}
+
 RaftNodeStatus RaftNode::GetStatus() const {
   std::lock_guard lock(mu_);
   return status_;

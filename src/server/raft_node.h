@@ -164,6 +164,9 @@ class RaftNode {
   void Step(raft::Message m);
   void ReportUnreachable(raft::NodeId id);
   void ReportSnapshot(raft::NodeId id, bool ok);
+  // Ticks the core `n` times at once (etcd's advanceTicks): a starting
+  // member skips most of its first election timeout.
+  void AdvanceTicks(int n);
 
   RaftNodeStatus GetStatus() const;
   // The fields every request asks for, without copying the whole status

@@ -391,6 +391,7 @@ Status Server::Start() {
   RegisterMetrics();
   started_ = true;
   publish_thread_ = std::thread([this] { PublishLoop(); });
+  tick_advance_thread_ = std::thread([this] { AdvanceInitialTicks(); });
   StartLeases();
   reaper_thread_ = std::thread([this] { ReapLoop(); });
   corrupt_thread_ = std::thread([this] { CorruptCheckLoop(); });
@@ -411,6 +412,7 @@ void Server::Stop() {
   if (node_) node_->Stop();
   FailWaiters();
   if (publish_thread_.joinable()) publish_thread_.join();
+  if (tick_advance_thread_.joinable()) tick_advance_thread_.join();
   StopLeases();
   if (reaper_thread_.joinable()) reaper_thread_.join();
   if (corrupt_thread_.joinable()) corrupt_thread_.join();
@@ -429,6 +431,61 @@ void Server::FailWaiters() {
   waiters_.clear();
   for (HeldRead& h : held_reads_) h.done(EtcdErr(api::kErrStopped));
   held_reads_.clear();
+}
+
+void Server::AdvanceInitialTicks() {
+  // As etcd's adjustTicks: a one-member cluster elects itself after one
+  // more tick; a member of a larger one, once two or more peers are
+  // connected (for up to 5 s), is two ticks from its election timeout.
+  // PreVote keeps a member that advanced from disturbing a live leader.
+  const int election_ticks =
+      std::max(2, config_.election_ms / config_.heartbeat_ms);
+  size_t members = 0;
+  {
+    std::lock_guard lock(state_mu_);
+    members = cluster_.members.size();
+  }
+  if (members == 1) {
+    KEEL_LOG_INFO("started as single-node; fast-forwarding election ticks",
+                  log::Id("local-member-id", member_id_),
+                  log::F("forward-ticks", election_ticks - 1),
+                  log::F("forward-duration",
+                         std::chrono::milliseconds(config_.heartbeat_ms) *
+                             (election_ticks - 1)),
+                  log::F("election-ticks", election_ticks),
+                  log::F("election-timeout",
+                         std::chrono::milliseconds(config_.election_ms)));
+    node_->AdvanceTicks(election_ticks - 1);
+    return;
+  }
+  if (!config_.initial_election_tick_advance) return;
+  for (int i = 0; i < 100; i++) {
+    {
+      std::unique_lock lock(publish_mu_);
+      if (publish_cv_.wait_for(lock, 50ms, [this] { return stopping_; })) {
+        return;
+      }
+    }
+    int connected = 0;
+    for (const auto& [id, stats] : transport_->AllStats()) {
+      if (stats.connected) connected++;
+    }
+    if (connected > 1) {
+      KEEL_LOG_INFO(
+          "initialized peer connections; fast-forwarding election ticks",
+          log::Id("local-member-id", member_id_),
+          log::F("forward-ticks", election_ticks - 2),
+          log::F("forward-duration",
+                 std::chrono::milliseconds(config_.heartbeat_ms) *
+                     (election_ticks - 2)),
+          log::F("election-ticks", election_ticks),
+          log::F("election-timeout",
+                 std::chrono::milliseconds(config_.election_ms)),
+          log::F("active-remote-members", connected));
+      node_->AdvanceTicks(election_ticks - 2);
+      return;
+    }
+  }
 }
 
 void Server::PublishLoop() {
@@ -918,8 +975,7 @@ void Server::Apply(const raft::Entry& entry) {
   // Request errors (key or lease not found, a failed precondition) are
   // deterministic and stay answers.
   const Status::Code code = result->status.code();
-  KEEL_CHECK(code != Status::Code::kIOError &&
-             code != Status::Code::kNoSpace &&
+  KEEL_CHECK(code != Status::Code::kIOError && code != Status::Code::kNoSpace &&
              code != Status::Code::kCorruption)
       << "applying entry " << entry.index
       << " to the key-value store failed: " << result->status.ToString();

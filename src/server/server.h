@@ -300,6 +300,7 @@ class Server final : public StateMachine,
                       Resp* out);
   void RaiseNoSpaceAlarm();
   void PublishLoop();
+  void AdvanceInitialTicks();
   // Completes every pending request with "server stopped".
   void FailWaiters();
   // Scrape-time metrics that read this member's state (server_observe.cc).
@@ -356,6 +357,7 @@ class Server final : public StateMachine,
   std::condition_variable publish_cv_;
   bool stopping_ = false;  // guarded by publish_mu_
   std::thread publish_thread_;
+  std::thread tick_advance_thread_;
   std::thread reaper_thread_;
   std::atomic<bool> started_{false};
   std::shared_ptr<LeaseWork> lease_work_;  // shared: incomplete here

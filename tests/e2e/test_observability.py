@@ -203,3 +203,14 @@ def test_json_logs_parse_and_name_the_leader(make_cluster, target):
     elected = [r for r in records if "elected leader" in r["msg"]]
     assert elected, [r["msg"] for r in records]
     assert f"{member_id:x} elected leader {member_id:x} at term" in elected[0]["msg"]
+    # A one-member cluster skips most of its first election timeout, and says so.
+    ff = [r for r in records if r["msg"] == "started as single-node; fast-forwarding election ticks"]
+    assert len(ff) == 1, [r["msg"] for r in records]
+    assert ff[0]["local-member-id"] == f"{member_id:016x}"
+    ticks = c.election_ms // c.heartbeat_ms
+
+    def go_ms(ms):
+        return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+    assert (ff[0]["forward-ticks"], ff[0]["election-ticks"]) == (ticks - 1, ticks), ff[0]
+    assert ff[0]["forward-duration"] == go_ms((ticks - 1) * c.heartbeat_ms), ff[0]
+    assert ff[0]["election-timeout"] == go_ms(c.election_ms), ff[0]

@@ -27,6 +27,7 @@ TEST(ConfigTest, DefaultsAreEtcds) {
   EXPECT_EQ(c->max_txn_ops, 128u);
   EXPECT_EQ(c->QuotaBytes(), 2LL << 30);
   EXPECT_TRUE(c->pre_vote);
+  EXPECT_TRUE(c->initial_election_tick_advance);
 }
 
 TEST(ConfigTest, MemberAndClusterIdsMatchEtcd) {
@@ -62,13 +63,14 @@ TEST(ConfigTest, EnvironmentVariablesAndThreeMembers) {
                   "--initial-cluster",
                   "infra1=http://127.0.0.1:12380,infra2=http://127.0.0.1:22380,"
                   "infra3=http://127.0.0.1:32380",
-                  "--pre-vote=false"});
+                  "--pre-vote=false", "--initial-election-tick-advance=false"});
   unsetenv("ETCD_NAME");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->name, "infra2");
   EXPECT_EQ(c->data_dir, "infra2.etcd");
   EXPECT_EQ(c->initial_cluster.size(), 3u);
   EXPECT_FALSE(c->pre_vote);
+  EXPECT_FALSE(c->initial_election_tick_advance);
 }
 
 TEST(ConfigTest, UrlParsing) {
