@@ -7,7 +7,7 @@ packages=(
   g++ cmake ninja-build pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev
   libspdlog-dev libfmt-dev libcli11-dev libasio-dev
-  librocksdb-dev libssl-dev libcrypt-dev
+  librocksdb-dev libssl-dev libcrypt-dev libjemalloc-dev
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
   libnghttp2-dev
   etcd-server etcd-client python3-pytest python3-etcd3
