@@ -122,11 +122,27 @@ KeyRange KeyRange::FromEtcd(std::string_view key, std::string_view range_end) {
   return r;
 }
 
+TreeIndex::Map::value_type* TreeIndex::Lookup(std::string_view key) const {
+  auto it = by_key_.find(key);
+  return it == by_key_.end() ? nullptr : *it;
+}
+
+TreeIndex::Map::iterator TreeIndex::Insert(const std::string& key) {
+  auto it = map_.try_emplace(key).first;
+  by_key_.insert(&*it);
+  return it;
+}
+
+TreeIndex::Map::iterator TreeIndex::Erase(Map::iterator it) {
+  by_key_.erase(&*it);
+  return map_.erase(it);
+}
+
 bool TreeIndex::Get(std::string_view key, int64_t at_rev, Revision* modified,
                     Revision* created, int64_t* ver) const {
-  auto it = map_.find(key);
-  if (it == map_.end()) return false;
-  return it->second.Get(at_rev, modified, created, ver);
+  const Map::value_type* e = Lookup(key);
+  if (e == nullptr) return false;
+  return e->second.Get(at_rev, modified, created, ver);
 }
 
 std::vector<Revision> TreeIndex::Revisions(const KeyRange& r, int64_t at_rev,
@@ -168,29 +184,31 @@ std::vector<std::string> TreeIndex::Keys(const KeyRange& r,
 }
 
 void TreeIndex::Put(const std::string& key, Revision rev) {
-  map_[key].Put(rev);
+  Map::value_type* e = Lookup(key);
+  if (e == nullptr) e = &*Insert(key);
+  e->second.Put(rev);
 }
 
 bool TreeIndex::Tombstone(const std::string& key, Revision rev) {
-  auto it = map_.find(key);
-  if (it == map_.end()) return false;
-  return it->second.Tombstone(rev);
+  Map::value_type* e = Lookup(key);
+  if (e == nullptr) return false;
+  return e->second.Tombstone(rev);
 }
 
 void TreeIndex::RestoreRow(const std::string& key, Revision rev, bool tombstone,
                            int64_t create_revision, int64_t version) {
-  auto it = map_.find(key);
-  if (it == map_.end()) {
+  Map::value_type* e = Lookup(key);
+  if (e == nullptr) {
     // A key's surviving history never starts with a tombstone (compaction
     // keeps the live revision before it); skip one if it does.
     if (tombstone) return;
-    map_[key].Restore(Revision{create_revision, 0}, rev, version);
+    Insert(key)->second.Restore(Revision{create_revision, 0}, rev, version);
     return;
   }
   if (tombstone) {
-    it->second.Tombstone(rev);
+    e->second.Tombstone(rev);
   } else {
-    it->second.Put(rev);
+    e->second.Put(rev);
   }
 }
 
@@ -199,7 +217,7 @@ std::set<Revision> TreeIndex::Compact(int64_t at_rev) {
   for (auto it = map_.begin(); it != map_.end();) {
     it->second.Compact(at_rev, &available);
     if (it->second.IsEmpty()) {
-      it = map_.erase(it);
+      it = Erase(it);
     } else {
       ++it;
     }
@@ -214,21 +232,28 @@ std::set<Revision> TreeIndex::Keep(int64_t at_rev) const {
 }
 
 const KeyIndex* TreeIndex::Find(std::string_view key) const {
-  auto it = map_.find(key);
-  return it == map_.end() ? nullptr : &it->second;
+  const Map::value_type* e = Lookup(key);
+  return e == nullptr ? nullptr : &e->second;
+}
+
+KeyIndex* TreeIndex::FindMutable(std::string_view key) {
+  Map::value_type* e = Lookup(key);
+  return e == nullptr ? nullptr : &e->second;
 }
 
 std::optional<KeyIndex> TreeIndex::Snapshot(std::string_view key) const {
-  auto it = map_.find(key);
-  if (it == map_.end()) return std::nullopt;
-  return it->second;
+  const Map::value_type* e = Lookup(key);
+  if (e == nullptr) return std::nullopt;
+  return e->second;
 }
 
 void TreeIndex::Reset(const std::string& key, std::optional<KeyIndex> ki) {
+  Map::value_type* e = Lookup(key);
   if (ki.has_value()) {
-    map_[key] = std::move(*ki);
-  } else {
-    map_.erase(key);
+    if (e == nullptr) e = &*Insert(key);
+    e->second = std::move(*ki);
+  } else if (e != nullptr) {
+    Erase(map_.find(key));
   }
 }
 

@@ -280,11 +280,20 @@ Result<PutResponse> Store::PutIn(const PutRequest& r, PendingWrite* w) const {
   const int64_t rev = w->rev();
   int64_t create = rev, ver = 0;
   Revision created;
-  if (w->index->Get(r.key, rev, nullptr, &created, &ver)) create = created.main;
+  // One lookup of the key for the read, the undo record and the update.
+  KeyIndex* ki = w->index->FindMutable(r.key);
+  if (ki != nullptr && ki->Get(rev, nullptr, &created, &ver)) {
+    create = created.main;
+  }
   Row row;
   row.kv = KeyValue{r.key, create, rev, ver + 1, std::move(value), lease};
-  w->SaveUndo(r.key);
-  w->index->Put(r.key, Revision{rev, static_cast<int64_t>(w->changes.size())});
+  w->SaveUndo(r.key, ki);
+  const Revision put_rev{rev, static_cast<int64_t>(w->changes.size())};
+  if (ki != nullptr) {
+    ki->Put(put_rev);
+  } else {
+    w->index->Put(r.key, put_rev);
+  }
   w->changes.push_back(std::move(row));
   resp.header.revision = rev;
   return resp;

@@ -53,6 +53,12 @@ struct Store::PendingWrite {
   void SaveUndo(const std::string& key) {
     if (!undo.count(key)) undo.emplace(key, index->Snapshot(key));
   }
+  // Same, for a key the caller already looked up (`ki` null: not indexed).
+  void SaveUndo(const std::string& key, const KeyIndex* ki) {
+    if (undo.count(key)) return;
+    undo.emplace(key,
+                 ki != nullptr ? std::optional<KeyIndex>(*ki) : std::nullopt);
+  }
 };
 
 // A consistent point to read at: the revision that counts as current, and
