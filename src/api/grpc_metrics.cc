@@ -6,6 +6,7 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <string_view>
 
 #include "metrics/metrics.h"
 
@@ -191,8 +192,34 @@ grpc::experimental::Interceptor* GrpcMetricsFactory::CreateServerInterceptor(
     grpc::experimental::ServerRpcInfo* info) {
   const char* method = info->method();
   if (method == nullptr) return nullptr;
+  if (std::string_view(method).starts_with(kSelfCountedPrefix)) return nullptr;
   return new MetricsInterceptor(
       ForMethod(method, TypeName(info->type()), extensive_));
+}
+
+UnaryMethodMetrics::UnaryMethodMetrics(const std::string& full_method,
+                                       bool extensive)
+    : m_(ForMethod(full_method, "unary", extensive)) {}
+
+void UnaryMethodMetrics::Started() const {
+  const auto* m = static_cast<const MethodMetrics*>(m_);
+  m->started->Inc();
+  m->msg_received->Inc();
+}
+
+void UnaryMethodMetrics::Finished(
+    const grpc::Status& status,
+    std::chrono::steady_clock::time_point start) const {
+  const auto* m = static_cast<const MethodMetrics*>(m_);
+  if (status.ok()) m->msg_sent->Inc();
+  int code = static_cast<int>(status.error_code());
+  if (code < 0 || code >= kNumCodes) code = 2;  // Unknown
+  m->handled[code]->Inc();
+  if (m->latency != nullptr) {
+    m->latency->Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count());
+  }
 }
 
 }  // namespace keel::api

@@ -54,12 +54,22 @@ bool LearnerServes(const etcdserverpb::RangeRequest& r) {
   return r.serializable();
 }
 
+// Whether the KV methods' counters include the latency histogram. They
+// are made on a method's first call (function statics), so the first
+// member of a process decides (one member per process outside tests).
+bool Extensive(const server::Server* s) {
+  return s->config().metrics == "extensive";
+}
+
 // One unary KV call on the callback API: owns the parsed request and the
 // response until gRPC is done with the call.
 template <typename Req, typename Resp>
 class UnaryCall final : public grpc::ServerUnaryReactor {
  public:
-  explicit UnaryCall(grpc::ByteBuffer* out) : out_(out) {}
+  UnaryCall(grpc::ByteBuffer* out, const UnaryMethodMetrics* metrics)
+      : out_(out), metrics_(metrics) {
+    metrics_->Started();
+  }
   void OnDone() override { delete this; }
   // OnDone only frees the call and OnCancel does nothing, so gRPC may run
   // them on the thread that finishes the call. Otherwise it hands each
@@ -68,11 +78,17 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
   bool InternalInlineable() override { return true; }
   // Called once, from whichever thread completes the request.
   void Complete(const Status& st) {
-    if (!st.ok()) return Finish(ToGrpc(st));
+    if (!st.ok()) return End(ToGrpc(st));
     bool own = false;
     grpc::Status ser =
         grpc::SerializationTraits<Resp>::Serialize(resp, out_, &own);
-    Finish(ser);
+    End(ser);
+  }
+  // Finish, counted in the gRPC metrics (KV calls have no interceptor:
+  // grpc_metrics.h).
+  void End(const grpc::Status& st) {
+    metrics_->Finished(st, start_);
+    Finish(st);
   }
 
   Req req;
@@ -80,6 +96,9 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
 
  private:
   grpc::ByteBuffer* const out_;
+  const UnaryMethodMetrics* const metrics_;
+  const std::chrono::steady_clock::time_point start_ =
+      std::chrono::steady_clock::now();
 };
 
 // Parses the request, answers INTERNAL if it is not one (as etcd does),
@@ -87,19 +106,21 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
 template <typename Req, typename Resp, typename Start>
 grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* ctx,
                                 server::Server* s, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out, Start start) {
-  auto* call = new UnaryCall<Req, Resp>(out);
+                                grpc::ByteBuffer* out,
+                                const UnaryMethodMetrics& metrics,
+                                Start start) {
+  auto* call = new UnaryCall<Req, Resp>(out, &metrics);
   grpc::ByteBuffer bytes(*in);  // shares the slices
   grpc::Status parsed =
       grpc::SerializationTraits<Req>::Deserialize(&bytes, &call->req);
   if (!parsed.ok()) {
-    call->Finish(grpc::Status(
+    call->End(grpc::Status(
         grpc::StatusCode::INTERNAL,
         "grpc: error unmarshalling request: " + parsed.error_message()));
   } else if (LeaderRequiredButMissing(ctx, s)) {
-    call->Finish(kErrNoLeader.ToStatus());
+    call->End(kErrNoLeader.ToStatus());
   } else if (LearnerRefuses(s) && !LearnerServes(call->req)) {
-    call->Finish(kErrNotSupportedForLearner.ToStatus());
+    call->End(kErrNotSupportedForLearner.ToStatus());
   } else {
     // Auth: the caller may make the request as of now; a write carries
     // who made it into the log and is checked again at apply; a read
@@ -108,7 +129,7 @@ grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* ctx,
     if (IsLinearizableRead(call->req)) {
       auto ai = CallerOf(ctx, s);  // an invalid token fails at once
       if (!ai.ok()) {
-        call->Finish(ToGrpc(ai.status()));
+        call->End(ToGrpc(ai.status()));
         return call;
       }
       start(call->req, &call->resp, [call, ctx, s](Status st) {
@@ -120,7 +141,7 @@ grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* ctx,
     }
     Status st = AuthorizeKv(ctx, s, call->req, &h);
     if (!st.ok()) {
-      call->Finish(ToGrpc(st));
+      call->End(ToGrpc(st));
       return call;
     }
     server::ScopedRequestAuth scope(&h);
@@ -142,8 +163,10 @@ grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* KvService::Range(grpc::CallbackServerContext* ctx,
                                            const grpc::ByteBuffer* in,
                                            grpc::ByteBuffer* out) {
+  static const UnaryMethodMetrics kMetrics("/etcdserverpb.KV/Range",
+                                           Extensive(s_));
   return Serve<etcdserverpb::RangeRequest, etcdserverpb::RangeResponse>(
-      ctx, s_, in, out, [this](const auto& r, auto* resp, auto done) {
+      ctx, s_, in, out, kMetrics, [this](const auto& r, auto* resp, auto done) {
         s_->RangeAsync(r, resp, std::move(done));
       });
 }
@@ -151,8 +174,10 @@ grpc::ServerUnaryReactor* KvService::Range(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* KvService::Put(grpc::CallbackServerContext* ctx,
                                          const grpc::ByteBuffer* in,
                                          grpc::ByteBuffer* out) {
+  static const UnaryMethodMetrics kMetrics("/etcdserverpb.KV/Put",
+                                           Extensive(s_));
   return Serve<etcdserverpb::PutRequest, etcdserverpb::PutResponse>(
-      ctx, s_, in, out, [this](const auto& r, auto* resp, auto done) {
+      ctx, s_, in, out, kMetrics, [this](const auto& r, auto* resp, auto done) {
         s_->PutAsync(r, resp, std::move(done));
       });
 }
@@ -160,9 +185,11 @@ grpc::ServerUnaryReactor* KvService::Put(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* KvService::DeleteRange(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
     grpc::ByteBuffer* out) {
+  static const UnaryMethodMetrics kMetrics("/etcdserverpb.KV/DeleteRange",
+                                           Extensive(s_));
   return Serve<etcdserverpb::DeleteRangeRequest,
                etcdserverpb::DeleteRangeResponse>(
-      ctx, s_, in, out, [this](const auto& r, auto* resp, auto done) {
+      ctx, s_, in, out, kMetrics, [this](const auto& r, auto* resp, auto done) {
         s_->DeleteRangeAsync(r, resp, std::move(done));
       });
 }
@@ -170,8 +197,10 @@ grpc::ServerUnaryReactor* KvService::DeleteRange(
 grpc::ServerUnaryReactor* KvService::Txn(grpc::CallbackServerContext* ctx,
                                          const grpc::ByteBuffer* in,
                                          grpc::ByteBuffer* out) {
+  static const UnaryMethodMetrics kMetrics("/etcdserverpb.KV/Txn",
+                                           Extensive(s_));
   return Serve<etcdserverpb::TxnRequest, etcdserverpb::TxnResponse>(
-      ctx, s_, in, out, [this](const auto& r, auto* resp, auto done) {
+      ctx, s_, in, out, kMetrics, [this](const auto& r, auto* resp, auto done) {
         s_->TxnAsync(r, resp, std::move(done));
       });
 }
@@ -179,9 +208,11 @@ grpc::ServerUnaryReactor* KvService::Txn(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* KvService::Compact(grpc::CallbackServerContext* ctx,
                                              const grpc::ByteBuffer* in,
                                              grpc::ByteBuffer* out) {
+  static const UnaryMethodMetrics kMetrics("/etcdserverpb.KV/Compact",
+                                           Extensive(s_));
   return Serve<etcdserverpb::CompactionRequest,
                etcdserverpb::CompactionResponse>(
-      ctx, s_, in, out, [this](const auto& r, auto* resp, auto done) {
+      ctx, s_, in, out, kMetrics, [this](const auto& r, auto* resp, auto done) {
         s_->CompactAsync(r, resp, std::move(done));
       });
 }
