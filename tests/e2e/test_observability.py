@@ -206,7 +206,7 @@ def test_json_logs_parse_and_name_the_leader(make_cluster, target):
     # A one-member cluster skips most of its first election timeout, and says so.
     ff = [r for r in records if r["msg"] == "started as single-node; fast-forwarding election ticks"]
     assert len(ff) == 1, [r["msg"] for r in records]
-    assert ff[0]["local-member-id"] == f"{member_id:016x}"
+    assert ff[0]["local-member-id"] == f"{member_id:x}"
     ticks = c.election_ms // c.heartbeat_ms
 
     def go_ms(ms):
