@@ -121,6 +121,22 @@ void ToPb(const mvcc::RangeResponse& r, etcdserverpb::RangeResponse* out) {
   out->set_count(r.count);
 }
 
+void ToPb(mvcc::RangeResponse&& r, etcdserverpb::RangeResponse* out) {
+  out->mutable_header()->set_revision(r.header.revision);
+  out->mutable_kvs()->Reserve(static_cast<int>(r.kvs.size()));
+  for (mvcc::KeyValue& kv : r.kvs) {
+    mvccpb::KeyValue* o = out->add_kvs();
+    o->set_key(std::move(kv.key));
+    o->set_create_revision(kv.create_revision);
+    o->set_mod_revision(kv.mod_revision);
+    o->set_version(kv.version);
+    o->set_value(std::move(kv.value));
+    o->set_lease(kv.lease);
+  }
+  out->set_more(r.more);
+  out->set_count(r.count);
+}
+
 void ToPb(const mvcc::PutResponse& r, etcdserverpb::PutResponse* out) {
   out->mutable_header()->set_revision(r.header.revision);
   if (r.prev_kv) ToPb(*r.prev_kv, out->mutable_prev_kv());

@@ -18,6 +18,8 @@ mvcc::TxnRequest FromPb(const etcdserverpb::TxnRequest& r);
 // rest of the header.
 void ToPb(const mvcc::KeyValue& kv, mvccpb::KeyValue* out);
 void ToPb(const mvcc::RangeResponse& r, etcdserverpb::RangeResponse* out);
+// Moves the keys and values (a read's response is built once and dropped).
+void ToPb(mvcc::RangeResponse&& r, etcdserverpb::RangeResponse* out);
 void ToPb(const mvcc::PutResponse& r, etcdserverpb::PutResponse* out);
 void ToPb(const mvcc::DeleteRangeResponse& r,
           etcdserverpb::DeleteRangeResponse* out);

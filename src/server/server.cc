@@ -614,11 +614,17 @@ Status Server::Range(const etcdserverpb::RangeRequest& r,
                      etcdserverpb::RangeResponse* out) {
   KEEL_RETURN_IF_ERROR(CheckRangeKey(r.key()));
   if (!r.serializable()) KEEL_RETURN_IF_ERROR(WaitReadIndex());
+  return RangeLocal(r, out);
+}
+
+Status Server::RangeLocal(const etcdserverpb::RangeRequest& r,
+                          etcdserverpb::RangeResponse* out) {
   ServerMetrics::Get().mvcc_range.Inc();
   auto res = store_->Range(FromPb(r));
   if (!res.ok()) return res.status();
-  ToPb(*res, out);
-  FillHeader(out->mutable_header(), res->header.revision);
+  const int64_t revision = res->header.revision;
+  ToPb(std::move(*res), out);
+  FillHeader(out->mutable_header(), revision);
   return Status::OK();
 }
 

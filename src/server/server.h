@@ -239,6 +239,10 @@ class Server final : public StateMachine,
 
  private:
   explicit Server(const ServerConfig& config);
+  // Range's local read, once a linearizable read has passed its barrier
+  // (or for a serializable one); the key is already checked.
+  Status RangeLocal(const etcdserverpb::RangeRequest& r,
+                    etcdserverpb::RangeResponse* out);
   Status OpenStorage();
   Status Bootstrap();
   // --initial-cluster-state existing: asks the peers in --initial-cluster

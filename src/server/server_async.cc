@@ -157,15 +157,14 @@ void Server::RangeAsync(const etcdserverpb::RangeRequest& r,
                         etcdserverpb::RangeResponse* out, DoneCallback done) {
   Status st = CheckRangeKey(r.key());
   if (!st.ok() || r.serializable()) {
-    return done(st.ok() ? Range(r, out) : st);
+    return done(st.ok() ? RangeLocal(r, out) : st);
   }
   ReadIndexAsync(Clock::now() + RequestTimeout(),
                  [this, &r, out, done = std::move(done)](Status st) {
                    if (!st.ok()) return done(st);
-                   // Past the barrier: the rest is the serializable read.
-                   etcdserverpb::RangeRequest local = r;
-                   local.set_serializable(true);
-                   done(Range(local, out));
+                   // Past the barrier: the rest is the serializable read
+                   // (no copy of the request to mark it so).
+                   done(RangeLocal(r, out));
                  });
 }
 
