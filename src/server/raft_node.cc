@@ -130,13 +130,19 @@ std::future<Status> RaftNode::ReadIndex() {
 }
 
 void RaftNode::ReadIndexAsync(StatusCallback done) {
-  Enqueue([this, done = std::move(done)](bool run) mutable {
-    if (run) {
-      queued_reads_.push_back(std::move(done));
+  bool wake;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) {
+      wake = false;
     } else {
-      done(kStopped);
+      new_reads_.push_back(std::move(done));
+      done = nullptr;
+      wake = !read_round_pending_ && new_reads_.size() == 1;
     }
-  });
+  }
+  if (done) return done(kStopped);
+  if (wake) cv_.notify_all();
 }
 
 void RaftNode::ProposeAsync(std::string data, Clock::time_point deadline,
@@ -239,10 +245,17 @@ void RaftNode::Run() {
     std::deque<Task> tasks;
     {
       std::unique_lock lock(mu_);
-      cv_.wait_until(lock, next_tick,
-                     [this] { return stopping_ || !tasks_.empty(); });
+      read_round_pending_ =
+          std::any_of(reads_in_flight_.begin(), reads_in_flight_.end(),
+                      [](const auto& kv) { return kv.second.read_index == 0; });
+      cv_.wait_until(lock, next_tick, [this] {
+        return stopping_ || !tasks_.empty() ||
+               (!read_round_pending_ && !new_reads_.empty());
+      });
       if (stopping_) break;
       tasks.swap(tasks_);
+      for (auto& r : new_reads_) queued_reads_.push_back(std::move(r));
+      new_reads_.clear();
     }
     for (Task& t : tasks) t(true);
     auto now = Clock::now();
@@ -281,6 +294,8 @@ void RaftNode::Run() {
   {
     std::lock_guard lock(mu_);
     rest.swap(tasks_);
+    for (auto& r : new_reads_) queued_reads_.push_back(std::move(r));
+    new_reads_.clear();
   }
   for (Task& t : rest) t(false);
   FailAllReads(kStopped);

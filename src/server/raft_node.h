@@ -241,6 +241,13 @@ class RaftNode {
   std::deque<Task> tasks_;  // guarded by mu_
   bool stopping_ = false;   // guarded by mu_
   RaftNodeStatus status_;   // guarded by mu_
+
+  // Linearizable reads not yet seen by the loop (ReadIndexAsync). They wake
+  // the loop only when it could start a round for them: while a round awaits
+  // its quorum they wait for it (its answer wakes the loop), rather than
+  // waking the loop once per read to be queued behind it.
+  std::vector<StatusCallback> new_reads_;  // guarded by mu_
+  bool read_round_pending_ = false;        // guarded by mu_
   // Copies of status_'s leader, term and is_learner for lock-free readers.
   std::atomic<raft::NodeId> leader_{0};
   std::atomic<raft::Term> term_{0};
