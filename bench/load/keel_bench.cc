@@ -22,11 +22,11 @@
 // Threads: --threads workers (default 1), each polling one completion queue
 // (or running one HTTP/2 event loop) that serves its share of the
 // connections; the main thread only sets up, shows a progress bar on a
-// terminal and prints the report (JSON with --json). One worker is the default because gRPC's poller (epoll1) is
-// shared by every completion queue of the process: a second worker mostly
-// adds hand-offs between the two (kicks, futex wakeups), and on the 2-core
-// machine the benchmark shares with the servers it cost ~20% more CPU per
-// request.
+// terminal and prints the report (JSON with --json). One worker is the default
+// because gRPC's poller (epoll1) is shared by every completion queue of the
+// process: a second worker mostly adds hand-offs between the two (kicks, futex
+// wakeups), and on the 2-core machine the benchmark shares with the servers it
+// cost ~20% more CPU per request.
 #include <absl/synchronization/mutex.h>
 #include <grpcpp/alarm.h>
 #include <grpcpp/grpcpp.h>
@@ -517,14 +517,19 @@ class Bench {
 
   Worker* WorkerFor(int conn) { return workers_[conn % workers_.size()].get(); }
 
-  // Runs the workers and the progress bar until every worker is done.
-  double Drive() {
+  // The run's start, and its end when it lasts --duration.
+  void StartClock() {
     shared_.start = Clock::now();
     if (o_.duration_s > 0) {
       shared_.stop_at =
           shared_.start +
           std::chrono::nanoseconds(static_cast<int64_t>(o_.duration_s * 1e9));
     }
+  }
+
+  // Runs the workers and the progress bar until every worker is done.
+  double Drive() {
+    StartClock();
     std::vector<std::thread> threads;
     for (auto& w : workers_) {
       threads.emplace_back([w = w.get()] { w->Run(); });
@@ -576,12 +581,7 @@ class Bench {
       for (auto& seed : seeds) seed = (*rng)();
       H2Unary engine(&shared_, seeds);
       if (!engine.Connect()) return false;
-      shared_.start = Clock::now();
-      if (o_.duration_s > 0) {
-        shared_.stop_at =
-            shared_.start +
-            std::chrono::nanoseconds(static_cast<int64_t>(o_.duration_s * 1e9));
-      }
+      StartClock();
       std::vector<std::thread> threads;
       for (int i = 0; i < engine.loops(); i++) {
         threads.emplace_back([&engine, i] { engine.Run(i); });

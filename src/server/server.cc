@@ -440,22 +440,22 @@ void Server::AdvanceInitialTicks() {
   // PreVote keeps a member that advanced from disturbing a live leader.
   const int election_ticks =
       std::max(2, config_.election_ms / config_.heartbeat_ms);
+  const auto tick = std::chrono::milliseconds(config_.heartbeat_ms);
+  const auto timeout = std::chrono::milliseconds(config_.election_ms);
   size_t members = 0;
   {
     std::lock_guard lock(state_mu_);
     members = cluster_.members.size();
   }
   if (members == 1) {
+    const int ticks = election_ticks - 1;
     KEEL_LOG_INFO("started as single-node; fast-forwarding election ticks",
                   log::Id("local-member-id", member_id_),
-                  log::F("forward-ticks", election_ticks - 1),
-                  log::F("forward-duration",
-                         std::chrono::milliseconds(config_.heartbeat_ms) *
-                             (election_ticks - 1)),
+                  log::F("forward-ticks", ticks),
+                  log::F("forward-duration", tick * ticks),
                   log::F("election-ticks", election_ticks),
-                  log::F("election-timeout",
-                         std::chrono::milliseconds(config_.election_ms)));
-    node_->AdvanceTicks(election_ticks - 1);
+                  log::F("election-timeout", timeout));
+    node_->AdvanceTicks(ticks);
     return;
   }
   if (!config_.initial_election_tick_advance) return;
@@ -471,18 +471,16 @@ void Server::AdvanceInitialTicks() {
       if (stats.connected) connected++;
     }
     if (connected > 1) {
+      const int ticks = election_ticks - 2;
       KEEL_LOG_INFO(
           "initialized peer connections; fast-forwarding election ticks",
           log::Id("local-member-id", member_id_),
-          log::F("forward-ticks", election_ticks - 2),
-          log::F("forward-duration",
-                 std::chrono::milliseconds(config_.heartbeat_ms) *
-                     (election_ticks - 2)),
+          log::F("forward-ticks", ticks),
+          log::F("forward-duration", tick * ticks),
           log::F("election-ticks", election_ticks),
-          log::F("election-timeout",
-                 std::chrono::milliseconds(config_.election_ms)),
+          log::F("election-timeout", timeout),
           log::F("active-remote-members", connected));
-      node_->AdvanceTicks(election_ticks - 2);
+      node_->AdvanceTicks(ticks);
       return;
     }
   }
