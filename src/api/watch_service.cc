@@ -16,8 +16,11 @@ namespace keel::api {
 namespace {
 
 // A stream's outgoing queue above either limit takes no more events (its
-// watchers fall behind and catch up from the store later).
-constexpr size_t kMaxQueueBytes = 4 << 20;
+// watchers fall behind and catch up from the store later). 512 KiB, not
+// 4 MiB: with 100 streams of slow watchers the queues were most of a
+// member's peak RSS (10,000 watchers, 1M events: 541 -> 160 MiB, and
+// less CPU; bench/README.md).
+constexpr size_t kMaxQueueBytes = 512 << 10;
 constexpr size_t kMaxQueueResponses = 16384;
 
 }  // namespace
