@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <grpcpp/support/status_code_enum.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -26,38 +27,24 @@ namespace keel::bench {
 
 namespace {
 
-// gRPC status codes used here (grpc/status.h's numbering).
-enum Code {
-  kOk = 0,
-  kCancelled = 1,
-  kUnknown = 2,
-  kDeadlineExceeded = 4,
-  kPermissionDenied = 7,
-  kResourceExhausted = 8,
-  kUnimplemented = 12,
-  kInternal = 13,
-  kUnavailable = 14,
-  kUnauthenticated = 16,
-};
-
 // gRPC's mapping of an HTTP status other than 200 to a status code.
 int CodeForHttpStatus(int http) {
   switch (http) {
     case 400:
-      return kInternal;
+      return grpc::INTERNAL;
     case 401:
-      return kUnauthenticated;
+      return grpc::UNAUTHENTICATED;
     case 403:
-      return kPermissionDenied;
+      return grpc::PERMISSION_DENIED;
     case 404:
-      return kUnimplemented;
+      return grpc::UNIMPLEMENTED;
     case 429:
     case 502:
     case 503:
     case 504:
-      return kUnavailable;
+      return grpc::UNAVAILABLE;
     default:
-      return kUnknown;
+      return grpc::UNKNOWN;
   }
 }
 
@@ -65,15 +52,15 @@ int CodeForHttpStatus(int http) {
 int CodeForReset(uint32_t h2_error) {
   switch (h2_error) {
     case NGHTTP2_REFUSED_STREAM:
-      return kUnavailable;
+      return grpc::UNAVAILABLE;
     case NGHTTP2_CANCEL:
-      return kCancelled;
+      return grpc::CANCELLED;
     case NGHTTP2_ENHANCE_YOUR_CALM:
-      return kResourceExhausted;
+      return grpc::RESOURCE_EXHAUSTED;
     case NGHTTP2_INADEQUATE_SECURITY:
-      return kPermissionDenied;
+      return grpc::PERMISSION_DENIED;
     default:
-      return kInternal;
+      return grpc::INTERNAL;
   }
 }
 
@@ -374,7 +361,7 @@ class Call {
   std::string grpc_message_;
   uint32_t reset_ = 0;
   bool deadline_hit_ = false;
-  int fail_code_ = kOk;
+  int fail_code_ = grpc::OK;
   std::string fail_msg_;
 };
 
@@ -460,7 +447,7 @@ void Conn::Close() {
 void Conn::Fail(const std::string& why) {
   Close();
   for (Call* c : calls_) {
-    if (c->in_flight()) c->FailNow(kUnavailable, why);
+    if (c->in_flight()) c->FailNow(grpc::UNAVAILABLE, why);
   }
 }
 
@@ -553,13 +540,13 @@ void Call::Send() {
   grpc_message_.clear();
   reset_ = 0;
   deadline_hit_ = false;
-  fail_code_ = kOk;
+  fail_code_ = grpc::OK;
   in_flight_ = true;
   closed_ = false;
   if (!conn_->open()) {
     std::string err = "failed to connect to " + conn_->endpoint();
     if (!conn_->MayRetry(sent_) || !conn_->Open(&err)) {
-      return FailNow(kUnavailable, err);
+      return FailNow(grpc::UNAVAILABLE, err);
     }
   }
   nghttp2_data_provider body;
@@ -572,7 +559,7 @@ void Call::Send() {
     std::string why = nghttp2_strerror(stream_id_);
     // Stream ids used up: the next request opens a new connection.
     if (stream_id_ == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE) conn_->Fail(why);
-    return FailNow(kUnavailable, why);
+    return FailNow(grpc::UNAVAILABLE, why);
   }
   loop_->MarkDirty(conn_);
 }
@@ -602,13 +589,13 @@ void Call::OnHeader(const uint8_t* name, size_t namelen, const uint8_t* value,
 
 void Call::Complete() {
   in_flight_ = false;
-  int code = kOk;
+  int code = grpc::OK;
   std::string msg;
-  if (fail_code_ != kOk) {
+  if (fail_code_ != grpc::OK) {
     code = fail_code_;
     msg = fail_msg_;
   } else if (deadline_hit_) {
-    code = kDeadlineExceeded;
+    code = grpc::DEADLINE_EXCEEDED;
     msg = "Deadline Exceeded";
   } else if (http_status_ != 0 && http_status_ != 200) {
     code = CodeForHttpStatus(http_status_);
@@ -620,24 +607,24 @@ void Call::Complete() {
     code = CodeForReset(reset_);
     msg = "Received RST_STREAM with error code " + std::to_string(reset_);
   } else {
-    code = kUnknown;
+    code = grpc::UNKNOWN;
     msg = "Stream closed without grpc-status";
   }
-  if (code == kOk) {
+  if (code == grpc::OK) {
     // One uncompressed message that parses as the method's response.
     uint32_t be = 0;
     if (resp_buf_.size() >= 5) std::memcpy(&be, resp_buf_.data() + 1, 4);
     if (resp_buf_.size() < 5 || resp_buf_[0] != 0 ||
         ntohl(be) != resp_buf_.size() - 5) {
-      code = kInternal;
+      code = grpc::INTERNAL;
       msg = "malformed response message";
     } else if (!resp_->ParseFromArray(resp_buf_.data() + 5,
                                       static_cast<int>(resp_buf_.size() - 5))) {
-      code = kInternal;
+      code = grpc::INTERNAL;
       msg = "Failed to parse response";
     }
   }
-  if (code == kOk) {
+  if (code == grpc::OK) {
     loop_->rec().Ok((Clock::now() - sent_).count());
   } else {
     loop_->rec().Error(StatusText(code, msg));

@@ -21,10 +21,6 @@ SocketConn::SocketConn(int fd) : fd_(fd) {
 
 SocketConn::~SocketConn() { close(fd_); }
 
-namespace {
-
-// poll() one fd, retrying on EINTR; returns revents, 0 on timeout, -1 on
-// error.
 int PollOne(int fd, short events, int timeout_ms) {
   pollfd p{fd, events, 0};
   for (;;) {
@@ -34,8 +30,6 @@ int PollOne(int fd, short events, int timeout_ms) {
     if (errno != EINTR) return -1;
   }
 }
-
-}  // namespace
 
 ssize_t SocketConn::Read(char* buf, size_t n, int timeout_ms) {
   for (;;) {

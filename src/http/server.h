@@ -68,6 +68,9 @@ class Conn {
 // look like a close) counts; the socket is only polled, so another thread
 // may write meanwhile. Shared by the plain and the TLS connection.
 bool WaitSocketClosed(int fd, int timeout_ms, int wake_fd);
+// poll() one fd, retrying on EINTR; returns revents, 0 on timeout, -1 on
+// error.
+int PollOne(int fd, short events, int timeout_ms);
 
 // A Conn over a connected socket; owns and closes fd.
 class SocketConn final : public Conn {

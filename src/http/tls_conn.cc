@@ -20,16 +20,6 @@
 namespace keel::http {
 namespace {
 
-int PollFd(int fd, short events, int timeout_ms) {
-  pollfd p{fd, events, 0};
-  for (;;) {
-    int r = poll(&p, 1, timeout_ms);
-    if (r > 0) return p.revents;
-    if (r == 0) return 0;
-    if (errno != EINTR) return -1;
-  }
-}
-
 int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen,
                const unsigned char* in, unsigned int inlen, void*) {
   static const unsigned char kHttp11[] = "http/1.1";
@@ -77,7 +67,7 @@ bool TlsConn::Wait(int r, int timeout_ms) {
     ERR_clear_error();
     return false;
   }
-  int ev = PollFd(fd_, events, timeout_ms);
+  int ev = PollOne(fd_, events, timeout_ms);
   return ev > 0 && !(ev & POLLNVAL);
 }
 

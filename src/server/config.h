@@ -9,6 +9,7 @@
 // Thread safety: values.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -43,6 +44,8 @@ struct ServerConfig {
   std::string initial_cluster_token = "etcd-cluster";
   int heartbeat_ms = 100;
   int election_ms = 1000;
+  // The election timeout in heartbeat ticks, as the Raft core counts it.
+  int ElectionTicks() const { return std::max(2, election_ms / heartbeat_ms); }
   uint64_t snapshot_count = 100000;
   int64_t quota_backend_bytes = 0;       // 0: the default, 2 GiB
   uint64_t max_request_bytes = 1572864;  // 1.5 MiB

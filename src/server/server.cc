@@ -353,7 +353,7 @@ Status Server::Start() {
   RaftNodeOptions ro;
   ro.id = member_id_;
   ro.heartbeat_ms = config_.heartbeat_ms;
-  ro.election_ticks = std::max(2, config_.election_ms / config_.heartbeat_ms);
+  ro.election_ticks = config_.ElectionTicks();
   ro.pre_vote = config_.pre_vote;
   ro.snapshot_count = config_.snapshot_count;
   ro.snapshot_catchup_entries =
@@ -438,8 +438,7 @@ void Server::AdvanceInitialTicks() {
   // more tick; a member of a larger one, once two or more peers are
   // connected (for up to 5 s), is two ticks from its election timeout.
   // PreVote keeps a member that advanced from disturbing a live leader.
-  const int election_ticks =
-      std::max(2, config_.election_ms / config_.heartbeat_ms);
+  const int election_ticks = config_.ElectionTicks();
   const auto tick = std::chrono::milliseconds(config_.heartbeat_ms);
   const auto timeout = std::chrono::milliseconds(config_.election_ms);
   size_t members = 0;
