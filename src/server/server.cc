@@ -227,6 +227,10 @@ Status Server::OpenStorage() {
   }
   wal::DiskStorageOptions o;
   o.dir = member.string();
+  // The Raft loop is the only writer and waits for each batch at once, so
+  // it writes and syncs the batch itself: a background writer only added
+  // two thread hand-offs to every write's path.
+  o.background_writer = false;
   if (!exists) o.metadata = {want_member, want_cluster};
   auto storage = wal::DiskStorage::Open(wal::Env::Posix(), o);
   if (!storage.ok()) {

@@ -2,8 +2,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <utility>
 
 #include "common/coding.h"
 #include "metrics/metrics.h"
@@ -59,8 +63,53 @@ Peer::Dropped Peer::Enqueue(std::vector<raft::Message> msgs) {
     }
     queued = true;
   }
-  if (queued) KickLocked();
+  if (queued && !SendDirectLocked()) KickLocked();
   return dropped;
+}
+
+bool Peer::SendDirectLocked() {
+  if (direct_fd_ < 0 || io_busy_ || queue_.empty()) return false;
+  std::string out;
+  size_t msgs = 0;
+  while (!queue_.empty()) {
+    AppendMessageFrame(queue_.front(), &out);
+    queue_.pop_front();
+    msgs++;
+  }
+  size_t sent = 0;
+  while (sent < out.size()) {
+    ssize_t n = ::send(direct_fd_, out.data() + sent, out.size() - sent,
+                       MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) {
+      sent += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    break;  // full (EAGAIN) or broken: the io thread takes over
+  }
+  const bool all = sent == out.size();
+  if (!all) {
+    // The io thread writes the rest first, and counts the messages once
+    // it has. A broken socket fails that write (or the pending read) and
+    // the link is torn down as usual; the messages are lost as those of a
+    // failed write are.
+    direct_rest_.assign(out, sent, std::string::npos);
+    direct_rest_msgs_ = msgs;
+    io_busy_ = true;
+  }
+  if (sent > 0) {
+    ctx_->stats().Update(id_, [n = all ? msgs : 0, sent](PeerStats& s) {
+      s.msgs_sent += n;
+      s.bytes_sent += sent;
+      s.writes++;
+    });
+  }
+  return all;
+}
+
+void Peer::StopDirect() {
+  MutexLock l(&mu_);
+  direct_fd_ = -1;
 }
 
 void Peer::KickLocked() {
@@ -122,14 +171,22 @@ void Peer::Dial() {
                        });
 }
 
-void Peer::MarkUp() {
+void Peer::MarkUp(int fd) {
   MutexLock l(&mu_);
   link_down_ = false;
+  direct_fd_ = fd;
+  io_busy_ = false;
+  direct_rest_.clear();
+  direct_rest_msgs_ = 0;
 }
 
 size_t Peer::MarkDown() {
   MutexLock l(&mu_);
   link_down_ = true;
+  direct_fd_ = -1;
+  io_busy_ = false;
+  direct_rest_.clear();
+  direct_rest_msgs_ = 0;
   size_t n = queue_.size();
   queue_.clear();
   return n;
@@ -146,7 +203,7 @@ void Peer::OnDialed(Status s, Stream socket, const std::string& url) {
   connected_url_ = url;
   failures_ = 0;
   last_error_.clear();
-  MarkUp();
+  MarkUp(socket_->tls() == nullptr ? socket_->socket().native_handle() : -1);
   ctx_->stats().Update(id_, [](PeerStats& s) { s.connected = true; });
   spdlog::info("transport: connected to peer {} at {}", id_, url);
   decoder_.Reset();
@@ -161,6 +218,7 @@ void Peer::Fail(const std::string& reason) {
   const bool was_connected = state_ == State::kConnected;
   const size_t lost_in_flight = writing_ ? out_msgs_ : 0;
   generation_++;
+  StopDirect();  // before the descriptor can be closed and reused
   if (socket_) {
     asio::error_code ignored;
     socket_->close(ignored);
@@ -205,8 +263,12 @@ void Peer::ScheduleRedial() {
   });
 }
 
-std::vector<raft::Message> Peer::TakeBatch() {
+std::vector<raft::Message> Peer::TakeBatch(std::string* rest,
+                                           size_t* rest_msgs) {
   MutexLock l(&mu_);
+  rest->swap(direct_rest_);
+  direct_rest_.clear();
+  *rest_msgs = std::exchange(direct_rest_msgs_, 0);
   std::vector<raft::Message> batch;
   size_t bytes = 0;
   const size_t max_bytes = ctx_->opts().max_batch_bytes;
@@ -215,13 +277,16 @@ std::vector<raft::Message> Peer::TakeBatch() {
     batch.push_back(std::move(queue_.front()));
     queue_.pop_front();
   }
+  io_busy_ = ping_due_ || !rest->empty() || !batch.empty();
   return batch;
 }
 
 void Peer::Flush() {
   if (state_ != State::kConnected || writing_) return;
-  std::vector<raft::Message> batch = TakeBatch();
+  // A direct send's leftover is the tail of a frame: it goes first.
   out_.clear();
+  size_t rest_msgs = 0;
+  std::vector<raft::Message> batch = TakeBatch(&out_, &rest_msgs);
   if (ping_due_) {
     ping_due_ = false;
     std::string body;
@@ -231,7 +296,7 @@ void Peer::Flush() {
   for (const auto& m : batch) AppendMessageFrame(m, &out_);
   if (out_.empty()) return;
   writing_ = true;
-  out_msgs_ = batch.size();
+  out_msgs_ = rest_msgs + batch.size();
   asio::async_write(*socket_, asio::buffer(out_),
                     [self = shared_from_this(), gen = generation_](
                         asio::error_code ec, size_t n) {
@@ -362,6 +427,7 @@ void Peer::CloseQueues() {
 void Peer::Close() {
   state_ = State::kClosed;
   generation_++;
+  StopDirect();
   if (connector_) connector_->Cancel();
   connector_.reset();
   if (socket_) {

@@ -10,6 +10,15 @@
 // Thread safety: Enqueue() and SetUrls() from any thread (they take mu_);
 // everything else on the io thread only. mu_ is never held while calling
 // out (Handler, asio).
+//
+// Direct sends: when the link is a plain TCP connection and the io thread
+// has nothing queued or in flight, Enqueue() encodes the messages and
+// writes them on the caller's thread (a non-blocking send under mu_), so
+// that a message does not wait for the io thread to wake: on a member with
+// one request in flight that hand-off was a visible part of every write's
+// latency (the leader's append and each follower's acknowledgement). What
+// the socket does not take at once is left to the io thread, which writes
+// it before anything else.
 #pragma once
 
 #include <array>
@@ -53,14 +62,24 @@ class Peer : public std::enable_shared_from_this<Peer> {
 
   // Posts OnKick to the io thread unless one is already on its way.
   void KickLocked() EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes queue_ on the caller's thread (see the header comment); false
+  // if it must be left to the io thread.
+  bool SendDirectLocked() EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stops direct sends (before the socket closes).
+  void StopDirect() LOCKS_EXCLUDED(mu_);
 
   // Each of these takes mu_ for its whole body.
   std::vector<std::string> Urls() LOCKS_EXCLUDED(mu_);
   void ClearKick() LOCKS_EXCLUDED(mu_);
-  void MarkUp() LOCKS_EXCLUDED(mu_);
+  // fd: the socket for direct sends, or -1.
+  void MarkUp(int fd) LOCKS_EXCLUDED(mu_);
   // Marks the link down and empties the queue; returns how many it held.
   size_t MarkDown() LOCKS_EXCLUDED(mu_);
-  std::vector<raft::Message> TakeBatch() LOCKS_EXCLUDED(mu_);
+  // What the io thread writes next: the bytes a direct send left over,
+  // then queued messages. Marks the io thread busy (no direct sends) when
+  // there is anything, or idle when not and no ping is due.
+  std::vector<raft::Message> TakeBatch(std::string* rest, size_t* rest_msgs)
+      LOCKS_EXCLUDED(mu_);
   std::optional<raft::Message> PopSnapshot() LOCKS_EXCLUDED(mu_);
   void CloseQueues() LOCKS_EXCLUDED(mu_);
 
@@ -94,6 +113,15 @@ class Peer : public std::enable_shared_from_this<Peer> {
   bool link_down_ GUARDED_BY(mu_) = false;
   // Set by Close(); Enqueue drops silently.
   bool closed_ GUARDED_BY(mu_) = false;
+  // The connected plain TCP socket, for direct sends; -1 when there is
+  // none (not connected, TLS, closing).
+  int direct_fd_ GUARDED_BY(mu_) = -1;
+  // The io thread has bytes in flight or queued to write: direct sends
+  // would reorder the stream.
+  bool io_busy_ GUARDED_BY(mu_) = false;
+  // The tail of a direct send the socket did not take.
+  std::string direct_rest_ GUARDED_BY(mu_);
+  size_t direct_rest_msgs_ GUARDED_BY(mu_) = 0;  // messages it ends
 
   // io thread only.
   State state_ = State::kIdle;

@@ -75,6 +75,40 @@ TEST(TransportTest, TwoMembersExchangeThousandsInOrder) {
   EXPECT_EQ(a.handler.Unreachable(2), 0);
 }
 
+// Messages far larger than the socket buffer, one Send() each: most
+// direct sends (from the caller's thread) fill the socket part way and leave
+// the rest of a frame to the io thread, and the messages behind it must
+// queue until that tail is out. Order, count and the sent counter hold.
+TEST(TransportTest, LargeMessagesFillTheSocketAndStayInOrder) {
+  Member a(1), b(2);
+  ASSERT_TRUE(a.t->Start().ok());
+  ASSERT_TRUE(b.t->Start().ok());
+  a.t->AddPeer(2, {b.url()});
+  b.t->AddPeer(1, {a.url()});
+  ASSERT_TRUE(WaitFor([&] { return a.t->Stats(2).connected; }));
+  constexpr uint64_t kN = 300;
+  constexpr size_t kPayload = 96 << 10;
+  std::thread sender([&] {
+    for (uint64_t i = 0; i < kN; i++) a.t->Send({App(1, 2, i, kPayload)});
+  });
+  // Meanwhile small messages the other way, on the same sockets' peers.
+  for (uint64_t i = 0; i < 100; i++) b.t->Send({App(2, 1, i)});
+  sender.join();
+  ASSERT_TRUE(WaitFor([&] { return b.handler.Count() == kN; }))
+      << b.handler.Count() << " dropped " << a.t->Stats(2).msgs_dropped;
+  ExpectInOrder(b.handler, 1, kN);
+  for (const auto& m : b.handler.Messages()) {
+    ASSERT_EQ(m.entries.size(), 1u);
+    ASSERT_EQ(m.entries[0].data.size(), kPayload);
+  }
+  ASSERT_TRUE(WaitFor([&] { return a.handler.Count() == 100; }));
+  ExpectInOrder(a.handler, 2, 100);
+  ASSERT_TRUE(WaitFor([&] { return a.t->Stats(2).msgs_sent == kN; }))
+      << a.t->Stats(2).msgs_sent;
+  EXPECT_EQ(a.t->Stats(2).msgs_dropped, 0u);
+  EXPECT_GT(a.t->Stats(2).bytes_sent, kN * kPayload);
+}
+
 TEST(TransportTest, ThreeMembersAllPairsInOrder) {
   std::vector<std::unique_ptr<Member>> ms;
   for (NodeId id = 1; id <= 3; id++) {
