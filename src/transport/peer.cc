@@ -46,7 +46,7 @@ Peer::Dropped Peer::Enqueue(std::vector<raft::Message> msgs) {
   Dropped dropped;
   if (closed_) return dropped;  // removed: nobody wants to hear about it
   const size_t limit = ctx_->opts().max_queued_msgs_per_peer;
-  bool queued = false;
+  bool queued = false, snap = false;
   for (auto& m : msgs) {
     if (m.type == raft::MessageType::kSnap) {
       if (snaps_.size() >= limit) {
@@ -54,6 +54,7 @@ Peer::Dropped Peer::Enqueue(std::vector<raft::Message> msgs) {
         continue;
       }
       snaps_.push_back(std::move(m));
+      snap = true;
     } else {
       if (link_down_ || queue_.size() >= limit) {
         dropped.msgs++;
@@ -63,7 +64,8 @@ Peer::Dropped Peer::Enqueue(std::vector<raft::Message> msgs) {
     }
     queued = true;
   }
-  if (queued && !SendDirectLocked()) KickLocked();
+  // A snapshot is always started by the io thread.
+  if (queued && (!SendDirectLocked() || snap)) KickLocked();
   return dropped;
 }
 

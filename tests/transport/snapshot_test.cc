@@ -86,6 +86,20 @@ TEST(SnapshotTest, OrdinaryMessagesFlowWhileASnapshotStreams) {
   EXPECT_EQ(p.b.handler.Messages().back().type, MessageType::kSnap);
 }
 
+// A snapshot sent in the same Send() as ordinary messages, once the link
+// is up and idle: the ordinary ones go out on the caller's thread, and the
+// snapshot must still be started (by the io thread).
+TEST(SnapshotTest, StartsWhenSentWithMessagesOnAnIdleLink) {
+  Pair p;
+  ASSERT_TRUE(WaitFor([&] { return p.a.t->Stats(2).connected; }));
+  p.a.t->Send({App(1, 2, 0)});
+  ASSERT_TRUE(WaitFor([&] { return p.b.handler.Count() == 1; }));
+  p.a.t->Send({App(1, 2, 1), Snap(1, 2, 1u << 20)});
+  ASSERT_TRUE(WaitFor([&] { return !p.a.handler.SnapStatus().empty(); }));
+  EXPECT_EQ(p.a.handler.SnapStatus()[0], std::make_pair(NodeId{2}, true));
+  ASSERT_TRUE(WaitFor([&] { return p.b.handler.Count() == 3; }));
+}
+
 TEST(SnapshotTest, SinkWriteFailureReportsFalse) {
   Pair p;
   p.b.store.fail_write_at = 3;
