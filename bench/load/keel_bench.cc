@@ -350,14 +350,15 @@ class WatchStream : public Handler {
  public:
   WatchStream(Shared* s, Worker* w, Watch::Stub* stub, std::string key,
               int watchers, std::atomic<int>* created,
-              std::atomic<int64_t>* events)
+              std::atomic<int64_t>* events, std::atomic<int64_t>* responses)
       : s_(s),
         w_(w),
         stub_(stub),
         key_(std::move(key)),
         watchers_(watchers),
         created_(created),
-        events_(events) {}
+        events_(events),
+        responses_(responses) {}
 
   void Open() {
     w_->AddClient();
@@ -408,6 +409,7 @@ class WatchStream : public Handler {
     if (resp_.canceled()) {
       w_->rec().Error("watch canceled: " + resp_.cancel_reason());
     }
+    if (resp_.events_size() > 0) (*responses_)++;
     for (const auto& ev : resp_.events()) {
       const std::string& v = ev.kv().value();
       if (v.size() < 8) continue;
@@ -431,6 +433,7 @@ class WatchStream : public Handler {
   const int watchers_;
   std::atomic<int>* const created_;
   std::atomic<int64_t>* const events_;
+  std::atomic<int64_t>* const responses_;  // those with events
   int sent_creates_ = 0;
   bool finishing_ = false;
   grpc::ClientContext ctx_;
@@ -661,14 +664,15 @@ class Bench {
     const std::string key = MakeKey(0, o_.key_size) + "-watch";
     std::atomic<int> created{0};
     std::atomic<int64_t> events{0};
+    std::atomic<int64_t> responses{0};
     std::vector<std::unique_ptr<WatchStream>> streams;
     int streams_n = std::max(1, std::min(o_.watch_streams, o_.watchers));
     for (int i = 0; i < streams_n; i++) {
       int per = o_.watchers / streams_n + (i < o_.watchers % streams_n);
       int c = i % o_.conns;
-      streams.push_back(std::make_unique<WatchStream>(&shared_, WorkerFor(c),
-                                                      watch_[c].get(), key, per,
-                                                      &created, &events));
+      streams.push_back(std::make_unique<WatchStream>(
+          &shared_, WorkerFor(c), watch_[c].get(), key, per, &created, &events,
+          &responses));
     }
     shared_.start = Clock::now();
     for (auto& w : workers_) w->AddClient();
@@ -744,6 +748,8 @@ class Bench {
     sum->extra["watch_streams"] = streams_n;
     sum->extra["puts"] = static_cast<double>(puts_ok);
     sum->extra["events_expected"] = static_cast<double>(want);
+    // Responses that carried events: how the server batched them.
+    sum->extra["event_responses"] = static_cast<double>(responses.load());
     return true;
   }
 
