@@ -4,7 +4,9 @@
 
 #include <deque>
 #include <map>
+#include <optional>
 #include <string_view>
+#include <unordered_map>
 
 #include "api/auth_service.h"
 #include "api/errors.h"
@@ -22,6 +24,19 @@ namespace {
 // less CPU; bench/README.md).
 constexpr size_t kMaxQueueBytes = 512 << 10;
 constexpr size_t kMaxQueueResponses = 16384;
+// A watcher's queued events response takes the events of later revisions
+// (etcd sends a catching-up watcher many revisions in one response too)
+// up to this size; then a new response starts.
+constexpr size_t kMaxMergedBytes = 64 << 10;
+
+// What an event adds to a response, about (for the queue's bound).
+size_t EventBytes(const mvcc::Event& e) {
+  size_t n = e.kv.key.size() + e.kv.value.size() + 32;
+  if (e.prev_kv.has_value()) {
+    n += e.prev_kv->key.size() + e.prev_kv->value.size() + 32;
+  }
+  return n;
+}
 
 }  // namespace
 
@@ -48,11 +63,10 @@ class WatchStream final
         if (w.handle != 0) handles.push_back(w.handle);
       }
       ids_.clear();
-      // Keep only the response being written (its buffer is in use).
-      while (queue_.size() > (writing_ ? 1 : 0)) {
-        queue_.pop_back();
-        sizes_.pop_back();
-      }
+      // Only the response being written stays (its buffer is in use).
+      queue_.clear();
+      open_.clear();
+      queued_bytes_ = writing_ ? writing_bytes_ : 0;
       MaybeFinishLocked();
     }
     for (uint64_t h : handles) hub_->Remove(h);
@@ -73,15 +87,10 @@ class WatchStream final
     bool wake = false;
     {
       std::lock_guard l(mu_);
-      queued_bytes_ -= sizes_.front();
-      queue_.pop_front();
-      sizes_.pop_front();
+      queued_bytes_ -= writing_bytes_;
       writing_ = false;
       if (ok && !finishing_) {
-        if (!queue_.empty()) {
-          writing_ = true;
-          StartWrite(&queue_.front());
-        }
+        if (!queue_.empty()) StartNextWriteLocked();
         if (blocked_ && RoomLocked()) {
           blocked_ = false;
           wake = true;
@@ -129,7 +138,7 @@ class WatchStream final
   }
 
   bool SendEvents(int64_t watch_id, int64_t header_rev,
-                  std::vector<mvcc::Event> events) override {
+                  mvcc::EventList events) override {
     std::lock_guard l(mu_);
     if (finishing_) return true;
     if (!RoomLocked()) {
@@ -140,32 +149,41 @@ class WatchStream final
     if (it != ids_.end() && !StillPermittedLocked(watch_id, it->second)) {
       return true;  // dropped
     }
-    etcdserverpb::WatchResponse r;
-    s_->FillHeader(r.mutable_header(), header_rev);
-    r.set_watch_id(watch_id);
-    for (mvcc::Event& e : events) {
-      mvccpb::Event* pe = r.add_events();
-      if (e.type == mvcc::Event::Type::kDelete) {
-        pe->set_type(mvccpb::Event::DELETE);
-        pe->mutable_kv()->set_key(std::move(e.kv.key));
-        pe->mutable_kv()->set_mod_revision(e.kv.mod_revision);
-      } else {
-        pe->set_type(mvccpb::Event::PUT);
-        server::ToPb(e.kv, pe->mutable_kv());
-      }
-      // As etcd: a create event carries no prev_kv.
-      const bool create =
-          e.type == mvcc::Event::Type::kPut && e.kv.version == 1;
-      if (e.prev_kv.has_value() && !create) {
-        server::ToPb(*e.prev_kv, pe->mutable_prev_kv());
-      }
-    }
-    const bool fragment = it != ids_.end() && it->second.fragment;
-    if (fragment) {
+    size_t bytes = 0;
+    for (const mvcc::Event& e : *events) bytes += EventBytes(e);
+    if (it != ids_.end() && it->second.fragment) {
+      // Built now: fragmenting needs the response's size.
+      etcdserverpb::WatchResponse r;
+      s_->FillHeader(r.mutable_header(), header_rev);
+      r.set_watch_id(watch_id);
+      AddEvents(*events, &r);
       SendFragmentsLocked(std::move(r));
-    } else {
-      EnqueueLocked(std::move(r));
+      return true;
     }
+    // While this watcher's last events response waits in the queue (no
+    // other kind of response queued behind it), later revisions join it:
+    // a stream whose client reads slower than events come sends fewer,
+    // larger responses instead of one per watcher and revision. Events of
+    // one revision stay in one response; each watcher's events stay in
+    // order, and before anything queued after them.
+    auto o = open_.find(watch_id);
+    if (o != open_.end()) {
+      Out* out = QueuedLocked(o->second);
+      if (out != nullptr && out->bytes < kMaxMergedBytes) {
+        out->header_rev = std::max(out->header_rev, header_rev);
+        out->events.push_back(std::move(events));
+        out->bytes += bytes;
+        queued_bytes_ += bytes;
+        return true;
+      }
+      open_.erase(o);
+    }
+    Out out;
+    out.watch_id = watch_id;
+    out.header_rev = header_rev;
+    out.events.push_back(std::move(events));
+    out.bytes = bytes + 64;  // and the header
+    open_[watch_id] = PushLocked(std::move(out));
     return true;
   }
 
@@ -194,6 +212,17 @@ class WatchStream final
   }
 
  private:
+  // A queued response: built already (`ready`), or the events of one
+  // watcher, turned into a response when its write starts.
+  struct Out {
+    uint64_t seq = 0;
+    std::optional<etcdserverpb::WatchResponse> ready;
+    int64_t watch_id = 0;
+    int64_t header_rev = 0;
+    std::vector<mvcc::EventList> events;
+    size_t bytes = 0;
+  };
+
   struct WatchState {
     uint64_t handle = 0;  // 0 while being created
     bool fragment = false;
@@ -384,14 +413,72 @@ class WatchStream final
 
   void EnqueueLocked(etcdserverpb::WatchResponse r) {
     if (finishing_) return;
-    const size_t bytes = r.ByteSizeLong();
-    queue_.push_back(std::move(r));
-    sizes_.push_back(bytes);
-    queued_bytes_ += bytes;
-    if (!writing_) {
-      writing_ = true;
-      StartWrite(&queue_.front());
+    Out out;
+    out.bytes = r.ByteSizeLong();
+    out.ready = std::move(r);
+    // Nothing queued before this response may take later events.
+    open_.clear();
+    PushLocked(std::move(out));
+  }
+
+  // Queues `out`; returns its sequence number.
+  uint64_t PushLocked(Out out) {
+    out.seq = next_seq_++;
+    queued_bytes_ += out.bytes;
+    queue_.push_back(std::move(out));
+    if (!writing_) StartNextWriteLocked();
+    return next_seq_ - 1;
+  }
+
+  // The queued (not yet writing) response numbered `seq`, or null.
+  Out* QueuedLocked(uint64_t seq) {
+    if (queue_.empty() || seq < queue_.front().seq) return nullptr;
+    const uint64_t i = seq - queue_.front().seq;
+    return i < queue_.size() ? &queue_[i] : nullptr;
+  }
+
+  static void AddEvents(const std::vector<mvcc::Event>& events,
+                        etcdserverpb::WatchResponse* r) {
+    for (const mvcc::Event& e : events) {
+      mvccpb::Event* pe = r->add_events();
+      if (e.type == mvcc::Event::Type::kDelete) {
+        pe->set_type(mvccpb::Event::DELETE);
+        pe->mutable_kv()->set_key(e.kv.key);
+        pe->mutable_kv()->set_mod_revision(e.kv.mod_revision);
+      } else {
+        pe->set_type(mvccpb::Event::PUT);
+        server::ToPb(e.kv, pe->mutable_kv());
+      }
+      // As etcd: a create event carries no prev_kv.
+      const bool create =
+          e.type == mvcc::Event::Type::kPut && e.kv.version == 1;
+      if (e.prev_kv.has_value() && !create) {
+        server::ToPb(*e.prev_kv, pe->mutable_prev_kv());
+      }
     }
+  }
+
+  // Takes the queue's front and writes it (none in flight).
+  void StartNextWriteLocked() {
+    Out& out = queue_.front();
+    if (out.ready.has_value()) {
+      writing_resp_ = std::move(*out.ready);
+    } else {
+      if (auto o = open_.find(out.watch_id);
+          o != open_.end() && o->second == out.seq) {
+        open_.erase(o);
+      }
+      writing_resp_.Clear();
+      s_->FillHeader(writing_resp_.mutable_header(), out.header_rev);
+      writing_resp_.set_watch_id(out.watch_id);
+      for (const mvcc::EventList& list : out.events) {
+        AddEvents(*list, &writing_resp_);
+      }
+    }
+    writing_bytes_ = out.bytes;
+    queue_.pop_front();
+    writing_ = true;
+    StartWrite(&writing_resp_);
   }
 
   // etcd's sendFragments: a response of at least the limit with more than
@@ -442,10 +529,15 @@ class WatchStream final
   std::mutex mu_;
   std::map<int64_t, WatchState> ids_;
   int64_t next_id_ = 0;
-  // Responses to send; the front one is being written when writing_.
-  std::deque<etcdserverpb::WatchResponse> queue_;
-  std::deque<size_t> sizes_;
-  size_t queued_bytes_ = 0;
+  // Responses to send after the one being written (writing_resp_, while
+  // writing_).
+  std::deque<Out> queue_;
+  uint64_t next_seq_ = 0;
+  // Per watch id: its events response still queued and open to more.
+  std::unordered_map<int64_t, uint64_t> open_;
+  etcdserverpb::WatchResponse writing_resp_;
+  size_t writing_bytes_ = 0;
+  size_t queued_bytes_ = 0;  // about, the one being written included
   bool writing_ = false;
   bool blocked_ = false;  // refused the hub: wake it when there is room
   bool finishing_ = false;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <unordered_map>
 
 #include "common/check.h"
 
@@ -161,15 +162,28 @@ void WatchHub::OnCommit(int64_t rev, std::vector<Event> events) {
     }
     for (auto& [h, w] : synced_ranges_) consider(w, i);
   }
+  // Watchers that get the same events (same indexes, same prev_kv choice)
+  // share one list; there are few distinct selections per revision.
+  std::vector<std::pair<std::pair<const std::vector<size_t>*, bool>, EventList>>
+      lists;
+  auto list_for = [&](const std::vector<size_t>& idx, bool prev_kv) {
+    for (auto& [k, list] : lists) {
+      if (k.second == prev_kv && *k.first == idx) return list;
+    }
+    auto evs = std::make_shared<std::vector<Event>>();
+    evs->reserve(idx.size());
+    for (size_t i : idx) {
+      evs->push_back(events[i]);
+      if (!prev_kv) evs->back().prev_kv.reset();
+    }
+    EventList list = std::move(evs);
+    lists.push_back({{&idx, prev_kv}, list});
+    return list;
+  };
   for (auto& [h, slot] : batch) {
     Watcher* w = slot.first;
-    std::vector<Event> evs;
-    evs.reserve(slot.second.size());
-    for (size_t i : slot.second) {
-      evs.push_back(events[i]);
-      if (!w->spec.prev_kv) evs.back().prev_kv.reset();
-    }
-    if (w->sink->SendEvents(w->watch_id, rev, std::move(evs))) {
+    if (w->sink->SendEvents(w->watch_id, rev,
+                            list_for(slot.second, w->spec.prev_kv))) {
       w->next_rev = rev + 1;
       w->sent_since_tick = true;
     } else {
@@ -213,8 +227,12 @@ bool WatchHub::SyncRound(std::unique_lock<std::mutex>& l) {
   std::vector<uint64_t> batch;
   int64_t from = INT64_MAX;
   bool prev_kv = false;
+  // One HasRoom per sink and round (a stream carries many watchers).
+  std::unordered_map<WatchSink*, bool> room;
   for (auto& [h, w] : unsynced_) {
-    if (!w->sink->HasRoom()) continue;
+    auto [r, fresh] = room.try_emplace(w->sink, false);
+    if (fresh) r->second = w->sink->HasRoom();
+    if (!r->second) continue;
     batch.push_back(h);
     from = std::min(from, w->next_rev);
     prev_kv = prev_kv || w->spec.prev_kv;
@@ -235,6 +253,35 @@ bool WatchHub::SyncRound(std::unique_lock<std::mutex>& l) {
     has_work_ = true;
     return true;
   }
+  // Watchers of the same range, filters, prev_kv and next revision get
+  // the same events: one shared list for all of them (many watchers of one
+  // key fall behind together).
+  struct Selection {
+    int64_t next_rev;
+    const Watcher* w;  // range, filters and prev_kv of this one
+    EventList events;  // null: none
+  };
+  std::vector<Selection> selections;
+  auto events_for = [&](const Watcher& w) -> EventList {
+    for (const Selection& s : selections) {
+      if (s.next_rev == w.next_rev && s.w->range.key == w.range.key &&
+          s.w->range.end == w.range.end && s.w->spec.no_put == w.spec.no_put &&
+          s.w->spec.no_delete == w.spec.no_delete &&
+          s.w->spec.prev_kv == w.spec.prev_kv) {
+        return s.events;
+      }
+    }
+    auto evs = std::make_shared<std::vector<Event>>();
+    for (const Event& e : hist->events) {
+      if (e.kv.mod_revision < w.next_rev || !Matches(w, e)) continue;
+      evs->push_back(e);
+      if (!w.spec.prev_kv) evs->back().prev_kv.reset();
+    }
+    EventList list;
+    if (!evs->empty()) list = std::move(evs);
+    selections.push_back(Selection{w.next_rev, &w, list});
+    return list;
+  };
   for (uint64_t h : batch) {
     auto it = watchers_.find(h);
     if (it == watchers_.end() || it->second->synced) continue;
@@ -244,14 +291,9 @@ bool WatchHub::SyncRound(std::unique_lock<std::mutex>& l) {
       Erase(w);
       continue;
     }
-    std::vector<Event> evs;
-    for (const Event& e : hist->events) {
-      if (e.kv.mod_revision < w->next_rev || !Matches(*w, e)) continue;
-      evs.push_back(e);
-      if (!w->spec.prev_kv) evs.back().prev_kv.reset();
-    }
+    EventList evs = events_for(*w);
     const int64_t next = std::max(w->next_rev, hist->last_rev + 1);
-    if (!evs.empty()) {
+    if (evs != nullptr) {
       if (!w->sink->SendEvents(w->watch_id, hist->last_rev, std::move(evs))) {
         continue;  // the sink wakes us when it has room
       }

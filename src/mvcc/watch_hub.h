@@ -44,6 +44,12 @@
 
 namespace keel::mvcc {
 
+// Events handed to sinks. Read-only and shared: every watcher that gets
+// the same events (10,000 watchers of one key get one list per revision)
+// holds the same list, so a commit costs a pointer per watcher, not a copy
+// of each event.
+using EventList = std::shared_ptr<const std::vector<Event>>;
+
 // Where watchers' responses go (one per client Watch stream). Every method
 // is called with the hub's lock held: be quick, never block, never call
 // the hub.
@@ -53,10 +59,10 @@ class WatchSink {
   // Whether the sink takes more now. When it returned false (or
   // SendEvents refused), the sink calls WatchHub::Wake once it has room.
   virtual bool HasRoom() = 0;
-  // Events for watcher `watch_id`, all of revisions <= header_rev. false:
-  // the buffer is full; nothing was taken.
+  // Events for watcher `watch_id` (whole revisions, in order), all of
+  // revisions <= header_rev. false: the buffer is full; nothing was taken.
   virtual bool SendEvents(int64_t watch_id, int64_t header_rev,
-                          std::vector<Event> events) = 0;
+                          EventList events) = 0;
   // The watcher's next revision is compacted; it is removed from the hub.
   // Always taken.
   virtual void SendCompacted(int64_t watch_id, int64_t compact_rev) = 0;

@@ -265,6 +265,43 @@ def test_client_that_does_not_read_never_blocks_writes(member, uniq, watch_facto
     print(f"{n} writes of {size} bytes with a non-reading watcher: {elapsed:.2f} s")
 
 
+def test_lagging_watchers_get_every_event_once_in_order(member, uniq, watch_factory):
+    """Watchers of one key on a stream the client stops reading fall behind;
+    the server then sends each of them several revisions per response (etcd:
+    a victim's catch-up batch; keel: later events join a watcher's queued
+    response). Every watcher still gets every event exactly once, in
+    revision order, a revision's events never split, each response for one
+    watcher with a header revision covering its events."""
+    c = member.client()
+    k = (uniq + "k").encode()
+    nw, n, size = 20, 300, 4000  # 24 MB to the stream: past any buffer
+    w = watch_factory(member.endpoint)
+    for i in range(nw):
+        w.create(k, watch_id=i + 1)
+    assert all(w.next().created for _ in range(nw))
+    w.pause()
+    want = []
+    for i in range(n):
+        v = f"{i:04d}".encode() * (size // 4)
+        want.append((v, put(c, k, v)))
+    w.resume()
+    got = {i + 1: [] for i in range(nw)}
+    responses = 0
+    deadline = time.monotonic() + 60
+    while sum(map(len, got.values())) < nw * n:
+        r = w.next(timeout=max(0.1, deadline - time.monotonic()))
+        assert not r.canceled and r.watch_id in got
+        assert r.events, r
+        assert r.header.revision >= r.events[-1].kv.mod_revision
+        responses += 1
+        got[r.watch_id].extend((e.kv.value, e.kv.mod_revision) for e in r.events)
+    for wid, evs in got.items():
+        assert evs == want, f"watcher {wid}: {len(evs)} events"
+    # Batched: fewer responses than events.
+    assert responses < nw * n
+    print(f"{nw} watchers x {n} events in {responses} responses")
+
+
 def test_etcdctl_watch(member, uniq):
     c = member.client()
     k = uniq + "k"

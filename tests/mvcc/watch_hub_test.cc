@@ -34,10 +34,10 @@ class FakeSink : public WatchSink {
     std::lock_guard l(mu_);
     return got_.size() < capacity_;
   }
-  bool SendEvents(int64_t id, int64_t rev, std::vector<Event> evs) override {
+  bool SendEvents(int64_t id, int64_t rev, EventList evs) override {
     std::lock_guard l(mu_);
     if (got_.size() >= capacity_) return false;
-    got_.push_back(Resp{id, rev, std::move(evs), 0, false});
+    got_.push_back(Resp{id, rev, *evs, 0, false});
     cv_.notify_all();
     return true;
   }
@@ -258,6 +258,56 @@ TEST_F(WatchHubTest, FullSinkDoesNotBlockWritesAndCatchesUp) {
   want.push_back("P k9=w@52");
   EXPECT_EQ(Flat(slow.WaitFor([](auto& g) { return EventCount(g) == 51; })),
             want);
+  EXPECT_EQ(hub_->counts().unsynced, 0u);
+}
+
+TEST_F(WatchHubTest, WatchersOfOneKeyShareListsButKeepTheirOwnEvents) {
+  // Watchers of one key that differ in start revision, filters and
+  // prev_kv, live and catching up together: the hub shares one event list
+  // between watchers that get the same events, never between others.
+  for (int i = 0; i < 6; i++) {
+    ASSERT_TRUE(store_->Put(P("k", std::to_string(i))).ok());  // 2..7
+  }
+  ASSERT_TRUE(store_->DeleteRange(D("k")).ok());  // 8
+  FakeSink sink;
+  sink.SetCapacity(0);  // all fall behind, then catch up in one round
+  WatchSpec prev = Key("k", "", 3);
+  prev.prev_kv = true;
+  WatchSpec noput = Key("k", "", 3);
+  noput.no_put = true;
+  hub_->Add(&sink, 1, Key("k", "", 3), nullptr);
+  hub_->Add(&sink, 2, Key("k", "", 3), nullptr);
+  hub_->Add(&sink, 3, Key("k", "", 5), nullptr);
+  hub_->Add(&sink, 4, prev, nullptr);
+  hub_->Add(&sink, 5, noput, nullptr);
+  hub_->Add(&sink, 6, Key("k"), nullptr);      // live only
+  ASSERT_TRUE(store_->Put(P("k", "x")).ok());  // 9
+  sink.SetCapacity(SIZE_MAX);
+  hub_->Wake();
+  auto got = sink.WaitFor([](auto& g) { return EventCount(g) == 28; });
+  std::vector<std::string> from3 = {"P k=1@3", "P k=2@4", "P k=3@5", "P k=4@6",
+                                    "P k=5@7", "D k@8",   "P k=x@9"};
+  EXPECT_EQ(Flat(got, 1), from3);
+  EXPECT_EQ(Flat(got, 2), from3);
+  EXPECT_EQ(Flat(got, 3),
+            std::vector<std::string>(from3.begin() + 2, from3.end()));
+  EXPECT_EQ(Flat(got, 4), from3);
+  EXPECT_EQ(Flat(got, 5), std::vector<std::string>{"D k@8"});
+  EXPECT_EQ(Flat(got, 6), std::vector<std::string>{"P k=x@9"});
+  int with_prev = 0;
+  for (const auto& r : got) {
+    for (const Event& e : r.events) {
+      // prev_kv only for the watcher that asked: the value before.
+      if (r.watch_id != 4) {
+        EXPECT_FALSE(e.prev_kv.has_value()) << r.watch_id;
+      } else if (e.kv.mod_revision == 3 || e.kv.mod_revision == 8) {
+        ASSERT_TRUE(e.prev_kv.has_value());
+        EXPECT_EQ(e.prev_kv->value, e.kv.mod_revision == 3 ? "0" : "5");
+        with_prev++;
+      }
+    }
+  }
+  EXPECT_EQ(with_prev, 2);
   EXPECT_EQ(hub_->counts().unsynced, 0u);
 }
 
