@@ -987,11 +987,19 @@ void Server::Apply(const raft::Entry& entry) {
       << "applying entry " << entry.index
       << " to the key-value store failed: " << result->status.ToString();
   if (req.member_id() != member_id_) return;
-  std::lock_guard lock(wait_mu_);
-  auto it = waiters_.find(req.id());
-  if (it == waiters_.end()) return;
-  it->second.set_value(std::move(result));
-  waiters_.erase(it);
+  Waiter w;
+  {
+    std::lock_guard lock(wait_mu_);
+    auto it = waiters_.find(req.id());
+    if (it == waiters_.end()) return;
+    w = std::move(it->second);
+    waiters_.erase(it);
+  }
+  // Outside wait_mu_: completing an asynchronous request writes its gRPC
+  // response, during which gRPC threads registering new requests
+  // (ProposeAsync) would block on the mutex (futex waits and wakeups were
+  // ~6% of a loaded leader's CPU).
+  w.set_value(std::move(result));
 }
 
 void Server::ApplyBatchDone() {
