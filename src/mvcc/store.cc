@@ -29,7 +29,13 @@ void Store::State::SetKeyLease(const std::string& key, int64_t lease) {
 Store::Store(std::string dir, StoreOptions options)
     : dir_(std::move(dir)), options_(std::move(options)) {}
 
-Store::~Store() = default;
+Store::~Store() {
+  // What the last apply round left in memory (a clean stop calls FlushWal
+  // first; this is for callers that did not).
+  // A failure leaves those writes to Raft's replay, as a crash would.
+  Status s = FlushDeferred();
+  (void)s;
+}
 
 Result<std::unique_ptr<Store>> Store::Open(const std::string& dir,
                                            StoreOptions options) {
@@ -127,7 +133,12 @@ Status Store::ReadRow(Revision rev, const View& v, KeyValue* kv) const {
     return Status::OK();
   }
   std::string value;
-  Status s = backend_->GetData(EncodeRevision(rev), &value);
+  Status s;
+  if (const std::string* row = DeferredRow(rev)) {
+    value = *row;
+  } else {
+    s = backend_->GetData(EncodeRevision(rev), &value);
+  }
   if (s.IsNotFound()) {
     return Status::Corruption("index names a missing row at revision " +
                               std::to_string(rev.main));
@@ -333,31 +344,47 @@ Status Store::Commit(PendingWrite* w) {
   if (w->changes.empty() && w->ci.index == 0 && w->meta_writes.empty()) {
     return Status::OK();
   }
-  rocksdb::WriteBatch batch;
-  for (size_t i = 0; i < w->changes.size(); i++) {
-    batch.Put(backend_->data(),
-              EncodeRevision(Revision{w->rev(), static_cast<int64_t>(i)}),
-              EncodeRow(w->changes[i]));
-  }
-  if (!w->changes.empty()) {
-    batch.Put(backend_->meta(), kMetaRevision, EncodeInt64(w->rev()));
-  }
-  for (const auto& [key, value] : w->meta_writes) {
-    if (value) {
-      batch.Put(backend_->meta(), key, *value);
-    } else {
-      batch.Delete(backend_->meta(), key);
+  if (options_.defer_wal_writes && !options_.sync_writes &&
+      w->meta_writes.empty()) {
+    // Into the round's batch (FlushWal); readable from deferred_ meanwhile.
+    for (size_t i = 0; i < w->changes.size(); i++) {
+      deferred_.rows.emplace_back(Revision{w->rev(), static_cast<int64_t>(i)},
+                                  EncodeRow(w->changes[i]));
     }
-  }
-  if (w->ci.index != 0) {
-    batch.Put(backend_->meta(), kMetaConsistentIndex,
-              EncodeConsistentIndex(w->ci));
-  }
-  Status s =
-      backend_->Write(&batch, options_.sync_writes, options_.defer_wal_writes);
-  if (!s.ok()) {
-    w->Rollback();
-    return s;
+    if (!w->changes.empty()) deferred_.rev = w->rev();
+    if (w->ci.index != 0) deferred_.ci = w->ci;
+  } else {
+    // Lease records and aux blobs are read from RocksDB (Leases, GetAux):
+    // written at once, after the deferred writes they follow.
+    Status s = FlushDeferredLocked();
+    rocksdb::WriteBatch batch;
+    for (size_t i = 0; i < w->changes.size(); i++) {
+      batch.Put(backend_->data(),
+                EncodeRevision(Revision{w->rev(), static_cast<int64_t>(i)}),
+                EncodeRow(w->changes[i]));
+    }
+    if (!w->changes.empty()) {
+      batch.Put(backend_->meta(), kMetaRevision, EncodeInt64(w->rev()));
+    }
+    for (const auto& [key, value] : w->meta_writes) {
+      if (value) {
+        batch.Put(backend_->meta(), key, *value);
+      } else {
+        batch.Delete(backend_->meta(), key);
+      }
+    }
+    if (w->ci.index != 0) {
+      batch.Put(backend_->meta(), kMetaConsistentIndex,
+                EncodeConsistentIndex(w->ci));
+    }
+    if (s.ok()) {
+      s = backend_->Write(&batch, options_.sync_writes,
+                          options_.defer_wal_writes);
+    }
+    if (!s.ok()) {
+      w->Rollback();
+      return s;
+    }
   }
   if (!w->changes.empty()) st.current_rev = w->rev();
   if (w->ci.index != 0) st.ci = w->ci;
@@ -437,22 +464,62 @@ Status Store::SetConsistentIndex(ConsistentIndex ci) {
   return Commit(&w);
 }
 
+const std::string* Store::DeferredRow(Revision rev) const {
+  const auto& rows = deferred_.rows;
+  if (rows.empty() || rev < rows.front().first) return nullptr;
+  auto it = std::lower_bound(
+      rows.begin(), rows.end(), rev,
+      [](const auto& row, const Revision& r) { return row.first < r; });
+  if (it == rows.end() || it->first != rev) return nullptr;
+  return &it->second;
+}
+
+Status Store::FlushDeferredLocked() const {
+  if (deferred_.empty()) return Status::OK();
+  rocksdb::WriteBatch batch;
+  for (const auto& [rev, row] : deferred_.rows) {
+    batch.Put(backend_->data(), EncodeRevision(rev), row);
+  }
+  if (deferred_.rev != 0) {
+    batch.Put(backend_->meta(), kMetaRevision, EncodeInt64(deferred_.rev));
+  }
+  if (deferred_.ci.index != 0) {
+    batch.Put(backend_->meta(), kMetaConsistentIndex,
+              EncodeConsistentIndex(deferred_.ci));
+  }
+  // The WAL record goes to the file at once (with any buffered before it).
+  KEEL_RETURN_IF_ERROR(backend_->Write(&batch, false, /*defer_wal=*/false));
+  deferred_ = Deferred{};
+  return Status::OK();
+}
+
+Status Store::FlushDeferred() const {
+  std::lock_guard wl(write_mu_);
+  std::unique_lock l(mu_);
+  return FlushDeferredLocked();
+}
+
 Status Store::FlushWal() {
-  std::shared_lock l(mu_);
+  std::lock_guard wl(write_mu_);
+  std::unique_lock l(mu_);
+  if (!deferred_.empty()) return FlushDeferredLocked();
   return backend_->FlushWal();
 }
 
 Status Store::Sync() {
+  KEEL_RETURN_IF_ERROR(FlushDeferred());
   std::shared_lock l(mu_);
   return backend_->SyncWal();
 }
 
 Status Store::ForceCommit() {
+  KEEL_RETURN_IF_ERROR(FlushDeferred());
   std::shared_lock l(mu_);
   return backend_->Flush();
 }
 
 Status Store::Defragment() {
+  KEEL_RETURN_IF_ERROR(FlushDeferred());
   // Reads go on meanwhile (shared lock); RocksDB rewrites the files
   // without the rows compaction deleted, which is what frees the space.
   std::shared_lock l(mu_);

@@ -74,9 +74,12 @@ struct StoreOptions {
   std::function<bool(int64_t lease)> lease_exists;
   // Rows deleted per write batch by compaction.
   size_t compaction_batch_rows = 10000;
-  // Write methods leave their RocksDB WAL records buffered in memory until
-  // FlushWal() (the apply loop calls it once per batch of applied entries).
-  // A process crash may then lose the unflushed suffix of batches (never
+  // Write methods leave their writes in memory until FlushWal() (the apply
+  // loop calls it once per batch of applied entries): the rows, revision
+  // and consistent index of Put, DeleteRange, Txn and SetConsistentIndex
+  // go to RocksDB in one WriteBatch then (readable meanwhile from memory,
+  // see Deferred), and other writes' WAL records are buffered until then.
+  // A process crash may then lose the unflushed suffix of writes (never
   // part of one), which Raft replays from its own WAL after
   // consistent_index(), as it does after a machine crash.
   bool defer_wal_writes = false;
@@ -189,7 +192,8 @@ class Store {
   Status PutAux(std::string_view name, std::string_view value,
                 ConsistentIndex ci);
   Result<std::string> GetAux(std::string_view name) const;
-  // Writes the WAL records that defer_wal_writes buffered (not fsynced).
+  // Writes what defer_wal_writes kept in memory to RocksDB and its WAL
+  // file (not fsynced).
   Status FlushWal();
   // Makes every applied batch durable (WAL fsync).
   Status Sync();
@@ -230,6 +234,14 @@ class Store {
                      size_t* pos, PendingWrite* w, int64_t read_rev,
                      TxnResponse* out) const;
 
+  // The deferred row at `rev`, or null (mu_ held).
+  const std::string* DeferredRow(Revision rev) const;
+  // Writes the deferred writes to RocksDB in one batch; FlushDeferredLocked
+  // with write_mu_ and mu_ (exclusive) held, FlushDeferred takes them (for
+  // the readers that read RocksDB whole: hashes, export).
+  Status FlushDeferredLocked() const;
+  Status FlushDeferred() const;
+
   // Writing (write_mu_ and mu_ exclusive held).
   Result<PutResponse> PutIn(const PutRequest& r, PendingWrite* w) const;
   Result<DeleteRangeResponse> DeleteIn(const DeleteRangeRequest& r,
@@ -249,6 +261,22 @@ class Store {
   // Shared so a long export keeps a replaced database open until done.
   std::shared_ptr<Backend> backend_ GUARDED_BY(mu_);
   std::unique_ptr<State> state_ GUARDED_BY(mu_);
+  // defer_wal_writes: the writes committed in memory (index, revision,
+  // consistent index) whose rows are not yet in RocksDB. One WriteBatch
+  // per apply round instead of one per entry: each RocksDB write's fixed
+  // cost (write group, WAL record, the meta rows rewritten per entry) was
+  // a third of a loaded follower's CPU. The index names these rows, so
+  // every read of a row looks here first (ReadRow, ReadHistory); readers
+  // that read RocksDB whole (Hash, HashKV, ExportSnapshot) and every other
+  // writer write them out first. Mutable: those readers are const.
+  struct Deferred {
+    // Revision order; every revision's rows are all here or all in RocksDB.
+    std::vector<std::pair<Revision, std::string>> rows;
+    int64_t rev = 0;     // the newest revision written (0: none)
+    ConsistentIndex ci;  // the newest index recorded (0: none)
+    bool empty() const { return rows.empty() && rev == 0 && ci.index == 0; }
+  };
+  mutable Deferred deferred_ GUARDED_BY(mu_);
   StoreObserver* observer_ GUARDED_BY(mu_) = nullptr;
 };
 

@@ -78,6 +78,9 @@ Result<CompactResponse> Store::Compact(int64_t rev, bool physical,
   CompactResponse resp;
   {
     std::unique_lock l(mu_);
+    // The rows to delete, and the meta rows written below, after the
+    // deferred writes.
+    KEEL_RETURN_IF_ERROR(FlushDeferredLocked());
     State& st = *state_;
     Status err;
     if (rev <= st.compact_rev) {
@@ -120,7 +123,11 @@ Result<HashKVResult> Store::HashKV(int64_t rev) const {
   std::shared_ptr<Backend> b;
   std::unique_ptr<SnapshotGuard> snap;
   {
-    std::shared_lock l(mu_);
+    // write_mu_ too: the deferred rows in RocksDB before the snapshot, and
+    // no new ones until it is taken.
+    std::lock_guard wl(write_mu_);
+    std::unique_lock l(mu_);
+    KEEL_RETURN_IF_ERROR(FlushDeferredLocked());
     const State& st = *state_;
     out.revision = st.current_rev;
     out.compact_revision = st.compact_rev;
@@ -161,9 +168,11 @@ Result<uint32_t> Store::Hash() const {
   std::unique_ptr<SnapshotGuard> snap;
   int64_t compact_rev;
   {
-    // write_mu_ too: not in the middle of a compaction's deletions.
+    // write_mu_ too: not in the middle of a compaction's deletions, and
+    // the deferred rows in RocksDB before the snapshot.
     std::lock_guard wl(write_mu_);
-    std::shared_lock l(mu_);
+    std::unique_lock l(mu_);
+    KEEL_RETURN_IF_ERROR(FlushDeferredLocked());
     b = backend_;
     compact_rev = state_->compact_rev;
     snap = std::make_unique<SnapshotGuard>(b->db());
@@ -196,7 +205,10 @@ Result<SnapshotInfo> Store::ExportSnapshot(const std::string& path) const {
   std::shared_ptr<Backend> b;
   std::unique_ptr<SnapshotGuard> snap;
   {
-    std::shared_lock l(mu_);
+    // As HashKV: every deferred write in RocksDB before the snapshot.
+    std::lock_guard wl(write_mu_);
+    std::unique_lock l(mu_);
+    KEEL_RETURN_IF_ERROR(FlushDeferredLocked());
     b = backend_;
     snap = std::make_unique<SnapshotGuard>(b->db());
   }
@@ -350,6 +362,8 @@ Status Store::RestoreSnapshot(const std::string& path) {
   backend_->RemoveOnClose();
   backend_ = std::shared_ptr<Backend>(std::move(nb));
   state_ = std::move(st);
+  // Writes to the replaced store that had not reached it.
+  deferred_ = Deferred{};
   if (observer_ != nullptr) observer_->OnRestore(state_->current_rev);
   return Status::OK();
 }

@@ -3,6 +3,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/iterator.h>
 
+#include "common/check.h"
 #include "mvcc/store.h"
 #include "mvcc/store_internal.h"
 
@@ -61,27 +62,16 @@ Result<History> Store::ReadHistory(int64_t from_rev, int64_t max_revs,
       std::max<int64_t>(from_rev, std::max<int64_t>(1, st.compact_rev));
   h.last_rev = start - 1;
   if (start > st.current_rev) return h;
-  const std::string upper = EncodeRevision(Revision{st.current_rev + 1, 0});
-  const rocksdb::Slice upper_slice(upper);
-  rocksdb::ReadOptions ro;
-  ro.iterate_upper_bound = &upper_slice;
-  std::unique_ptr<rocksdb::Iterator> it(
-      backend_->db()->NewIterator(ro, backend_->data()));
   int64_t revs = 0;
   size_t bytes = 0;
   int64_t cur_main = 0;
-  for (it->Seek(EncodeRevision(Revision{start, 0})); it->Valid(); it->Next()) {
-    Revision rev;
-    Row row;
-    if (!DecodeRevision({it->key().data(), it->key().size()}, &rev) ||
-        !DecodeRow({it->value().data(), it->value().size()}, &row)) {
-      return Status::Corruption("bad data row in " + backend_->path());
-    }
+  // Adds one row; false once the limits say to stop before it.
+  auto add = [&](Revision rev, Row row) {
     if (rev.main != cur_main) {
       // A revision boundary: the only place to stop, so that one write's
       // events are never split.
       if (cur_main != 0) h.last_rev = cur_main;
-      if (revs >= max_revs || bytes >= max_bytes) return h;
+      if (revs >= max_revs || bytes >= max_bytes) return false;
       cur_main = rev.main;
       revs++;
     }
@@ -96,8 +86,37 @@ Result<History> Store::ReadHistory(int64_t from_rev, int64_t max_revs,
     if (prev_kv) e.prev_kv = ValueAt(e.kv.key, rev.main - 1);
     bytes += e.kv.key.size() + e.kv.value.size() + 32;
     h.events.push_back(std::move(e));
+    return true;
+  };
+  // RocksDB's rows, then the deferred ones (all newer: see Deferred).
+  const auto& deferred = deferred_.rows;
+  const int64_t rocks_end =
+      deferred.empty() ? st.current_rev + 1 : deferred.front().first.main;
+  if (start < rocks_end) {
+    const std::string upper = EncodeRevision(Revision{rocks_end, 0});
+    const rocksdb::Slice upper_slice(upper);
+    rocksdb::ReadOptions ro;
+    ro.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(
+        backend_->db()->NewIterator(ro, backend_->data()));
+    for (it->Seek(EncodeRevision(Revision{start, 0})); it->Valid();
+         it->Next()) {
+      Revision rev;
+      Row row;
+      if (!DecodeRevision({it->key().data(), it->key().size()}, &rev) ||
+          !DecodeRow({it->value().data(), it->value().size()}, &row)) {
+        return Status::Corruption("bad data row in " + backend_->path());
+      }
+      if (!add(rev, std::move(row))) return h;
+    }
+    KEEL_RETURN_IF_ERROR(FromRocks(it->status()));
   }
-  KEEL_RETURN_IF_ERROR(FromRocks(it->status()));
+  for (const auto& [rev, encoded] : deferred) {
+    if (rev.main < start) continue;
+    Row row;
+    KEEL_CHECK(DecodeRow(encoded, &row)) << "deferred row " << rev.main;
+    if (!add(rev, std::move(row))) return h;
+  }
   h.last_rev = st.current_rev;
   return h;
 }
