@@ -85,12 +85,13 @@ class WatchStream final
 
   void OnWriteDone(bool ok) override {
     bool wake = false;
+    std::optional<Out> next;
     {
       std::lock_guard l(mu_);
       queued_bytes_ -= writing_bytes_;
       writing_ = false;
       if (ok && !finishing_) {
-        if (!queue_.empty()) StartNextWriteLocked();
+        if (!queue_.empty()) next = TakeNextLocked();
         if (blocked_ && RoomLocked()) {
           blocked_ = false;
           wake = true;
@@ -99,6 +100,9 @@ class WatchStream final
         MaybeFinishLocked();
       }
     }
+    // Built outside the lock: a merged response may hold many events, and
+    // the hub (on the apply path) must not wait for it in SendEvents.
+    if (next.has_value()) Write(std::move(*next));
     if (!ok) {
       Stop(grpc::Status(grpc::StatusCode::CANCELLED, "watch stream broken"));
     }
@@ -458,16 +462,28 @@ class WatchStream final
     }
   }
 
-  // Takes the queue's front and writes it (none in flight).
-  void StartNextWriteLocked() {
-    Out& out = queue_.front();
-    if (out.ready.has_value()) {
-      writing_resp_ = std::move(*out.ready);
-    } else {
+  // Takes the queue's front as the next response to write (none in
+  // flight); the caller then Write()s it, with or without the lock.
+  Out TakeNextLocked() {
+    Out out = std::move(queue_.front());
+    queue_.pop_front();
+    if (!out.ready.has_value()) {
       if (auto o = open_.find(out.watch_id);
           o != open_.end() && o->second == out.seq) {
         open_.erase(o);
       }
+    }
+    writing_bytes_ = out.bytes;
+    writing_ = true;
+    return out;
+  }
+
+  // Builds `out` and starts its write. Only the taker of the write (who
+  // set writing_) touches writing_resp_ until OnWriteDone.
+  void Write(Out out) {
+    if (out.ready.has_value()) {
+      writing_resp_ = std::move(*out.ready);
+    } else {
       writing_resp_.Clear();
       s_->FillHeader(writing_resp_.mutable_header(), out.header_rev);
       writing_resp_.set_watch_id(out.watch_id);
@@ -475,11 +491,12 @@ class WatchStream final
         AddEvents(*list, &writing_resp_);
       }
     }
-    writing_bytes_ = out.bytes;
-    queue_.pop_front();
-    writing_ = true;
     StartWrite(&writing_resp_);
   }
+
+  // With the stream idle: writes the queue's front now (a response just
+  // queued, small: the queue was empty).
+  void StartNextWriteLocked() { Write(TakeNextLocked()); }
 
   // etcd's sendFragments: a response of at least the limit with more than
   // one event goes out in parts, each but the last with fragment set, each

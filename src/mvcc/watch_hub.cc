@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <unordered_map>
+#include <unordered_set>
 
 #include "common/check.h"
 
@@ -43,7 +43,7 @@ bool WatchHub::Matches(const Watcher& w, const Event& e) {
 
 void WatchHub::MakeSynced(Watcher* w) {
   w->synced = true;
-  unsynced_.erase(w->handle);
+  unsynced_.erase({w->sink, w->handle});
   if (w->range.end.has_value()) {
     synced_ranges_.emplace(w->handle, w);
   } else {
@@ -62,7 +62,7 @@ void WatchHub::MakeUnsynced(Watcher* w) {
     }
   }
   w->synced = false;
-  unsynced_.emplace(w->handle, w);
+  unsynced_.emplace(std::pair{w->sink, w->handle}, w);
   has_work_ = true;
   cv_.notify_one();
 }
@@ -71,7 +71,7 @@ void WatchHub::Erase(Watcher* w) {
   if (w->synced) {
     MakeUnsynced(w);  // takes it out of the synced maps
   }
-  unsynced_.erase(w->handle);
+  unsynced_.erase({w->sink, w->handle});
   progress_.erase(w->handle);
   if (w->spec.prev_kv) prev_kv_watchers_--;
   watchers_.erase(w->handle);
@@ -147,6 +147,7 @@ void WatchHub::OnCommit(int64_t rev, std::vector<Event> events) {
   KEEL_CHECK_GT(rev, notified_rev_);
   notified_rev_ = rev;
   if (watchers_.empty()) return;
+  if (events.size() == 1) return OnCommitOne(rev, std::move(events));
   // Per watcher (in handle order) the indexes of its events, in order.
   std::map<uint64_t, std::pair<Watcher*, std::vector<size_t>>> batch;
   auto consider = [&](Watcher* w, size_t i) {
@@ -195,6 +196,39 @@ void WatchHub::OnCommit(int64_t rev, std::vector<Event> events) {
   }
 }
 
+void WatchHub::OnCommitOne(int64_t rev, std::vector<Event> events) {
+  // One event (a put or a one-key delete: most revisions): every watcher
+  // gets it or not, with or without prev_kv; no per-watcher grouping.
+  const Event& e = events[0];
+  EventList lists[2];  // [prev_kv]
+  auto deliver = [&](Watcher* w) {
+    if (rev < w->next_rev || !Matches(*w, e)) return;
+    EventList& list = lists[w->spec.prev_kv ? 1 : 0];
+    if (list == nullptr) {
+      auto evs = std::make_shared<std::vector<Event>>(1, e);
+      if (!w->spec.prev_kv) evs->back().prev_kv.reset();
+      list = std::move(evs);
+    }
+    if (w->sink->SendEvents(w->watch_id, rev, list)) {
+      w->next_rev = rev + 1;
+      w->sent_since_tick = true;
+    } else {
+      // The sink is full: the watcher catches up from the store later;
+      // the write goes on.
+      w->next_rev = rev;
+      unsynced_now_.push_back(w);
+    }
+  };
+  unsynced_now_.clear();
+  if (auto it = synced_keys_.find(e.kv.key); it != synced_keys_.end()) {
+    for (auto& [h, w] : it->second) deliver(w);
+  }
+  for (auto& [h, w] : synced_ranges_) deliver(w);
+  // Not while iterating the synced maps.
+  for (Watcher* w : unsynced_now_) MakeUnsynced(w);
+  unsynced_now_.clear();
+}
+
 void WatchHub::OnRestore(int64_t rev) {
   std::lock_guard l(mu_);
   // The store jumped to a snapshot: what lies between the last revision
@@ -227,13 +261,22 @@ bool WatchHub::SyncRound(std::unique_lock<std::mutex>& l) {
   std::vector<uint64_t> batch;
   int64_t from = INT64_MAX;
   bool prev_kv = false;
-  // One HasRoom per sink and round (a stream carries many watchers).
-  std::unordered_map<WatchSink*, bool> room;
-  for (auto& [h, w] : unsynced_) {
-    auto [r, fresh] = room.try_emplace(w->sink, false);
-    if (fresh) r->second = w->sink->HasRoom();
-    if (!r->second) continue;
-    batch.push_back(h);
+  // Sink by sink (a stream carries many watchers): one HasRoom per sink,
+  // and a full sink's watchers are skipped at once, so that a round costs
+  // the watchers it serves, not every unsynced one.
+  WatchSink* roomy = nullptr;  // the sink checked last, with room
+  for (auto it = unsynced_.begin(); it != unsynced_.end();) {
+    WatchSink* sink = it->first.first;
+    if (sink != roomy) {
+      if (!sink->HasRoom()) {
+        it = unsynced_.upper_bound({sink, UINT64_MAX});
+        continue;
+      }
+      roomy = sink;
+    }
+    Watcher* w = it->second;
+    ++it;
+    batch.push_back(w->handle);
     from = std::min(from, w->next_rev);
     prev_kv = prev_kv || w->spec.prev_kv;
     if (batch.size() >= options_.sync_max_watchers) {
@@ -282,6 +325,7 @@ bool WatchHub::SyncRound(std::unique_lock<std::mutex>& l) {
     selections.push_back(Selection{w.next_rev, &w, list});
     return list;
   };
+  std::unordered_set<WatchSink*> full;  // refused events this round
   for (uint64_t h : batch) {
     auto it = watchers_.find(h);
     if (it == watchers_.end() || it->second->synced) continue;
@@ -294,8 +338,10 @@ bool WatchHub::SyncRound(std::unique_lock<std::mutex>& l) {
     EventList evs = events_for(*w);
     const int64_t next = std::max(w->next_rev, hist->last_rev + 1);
     if (evs != nullptr) {
-      if (!w->sink->SendEvents(w->watch_id, hist->last_rev, std::move(evs))) {
-        continue;  // the sink wakes us when it has room
+      if (full.count(w->sink) ||
+          !w->sink->SendEvents(w->watch_id, hist->last_rev, std::move(evs))) {
+        full.insert(w->sink);  // its other watchers wait too
+        continue;              // the sink wakes us when it has room
       }
       w->sent_since_tick = true;
     }

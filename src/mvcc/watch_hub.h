@@ -141,9 +141,10 @@ class WatchHub final : public StoreObserver {
   };
 
   static bool Matches(const Watcher& w, const Event& e);
-  void MakeSynced(Watcher* w);    // mu_ held
-  void MakeUnsynced(Watcher* w);  // mu_ held
-  void Erase(Watcher* w);         // mu_ held
+  void OnCommitOne(int64_t rev, std::vector<Event> events);  // mu_ held
+  void MakeSynced(Watcher* w);                               // mu_ held
+  void MakeUnsynced(Watcher* w);                             // mu_ held
+  void Erase(Watcher* w);                                    // mu_ held
   void Run();
   // One round of catch-up; false if there was nothing to do.
   bool SyncRound(std::unique_lock<std::mutex>& l);
@@ -164,8 +165,10 @@ class WatchHub final : public StoreObserver {
   // synced watchers of one key, and of ranges (scanned per event).
   std::map<std::string, std::map<uint64_t, Watcher*>, std::less<>> synced_keys_;
   std::map<uint64_t, Watcher*> synced_ranges_;
-  std::map<uint64_t, Watcher*> unsynced_;
+  // By sink, then handle: SyncRound skips a full sink's watchers at once.
+  std::map<std::pair<WatchSink*, uint64_t>, Watcher*> unsynced_;
   std::map<uint64_t, Watcher*> progress_;  // progress_notify watchers
+  std::vector<Watcher*> unsynced_now_;     // OnCommitOne's scratch
   std::thread thread_;
 };
 
