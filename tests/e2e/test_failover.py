@@ -86,10 +86,13 @@ def test_kill_leader_under_load(make_cluster, uniq):
     c = make_cluster(3)
     killed, old_id, new_id, elapsed, acked, errors = kill_leader_under_load(c, uniq)
     print(f"new leader {new_id:x} after {elapsed:.3f}s; {len(acked)} writes acknowledged, {len(errors)} failed")
-    # A new leader within two election timeouts (plus a little for polling).
-    # etcd measured 0.46-1.25 s with a 0.5 s election timeout on 2 cores: allow 0.5 s for
-    # polling, load and an occasional split vote.
-    assert elapsed <= 2 * c.election_s + 0.5, f"new leader after {elapsed:.2f}s"
+    # A new leader within a few election timeouts: one randomized timeout
+    # (1-2x) before the first campaign, one more per split vote. etcd measured
+    # 0.46-1.25 s with a 0.5 s election timeout on 2 cores, and 1.94 s once
+    # under a loaded test run (a split vote): four timeouts plus 0.5 s for
+    # polling still fails a member that waits out a request timeout or never
+    # campaigns.
+    assert elapsed <= 4 * c.election_s + 0.5, f"new leader after {elapsed:.2f}s"
     survivors = [m for m in c.members if m is not killed]
     assert new_id in {member_id(m) for m in survivors}
     # etcdctl agrees
