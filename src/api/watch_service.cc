@@ -154,13 +154,13 @@ class WatchStream final
       return true;  // dropped
     }
     size_t bytes = 0;
-    for (const mvcc::Event& e : *events) bytes += EventBytes(e);
+    for (const mvcc::Event& e : events) bytes += EventBytes(e);
     if (it != ids_.end() && it->second.fragment) {
       // Built now: fragmenting needs the response's size.
       etcdserverpb::WatchResponse r;
       s_->FillHeader(r.mutable_header(), header_rev);
       r.set_watch_id(watch_id);
-      AddEvents(*events, &r);
+      AddEvents(events, &r);
       SendFragmentsLocked(std::move(r));
       return true;
     }
@@ -441,7 +441,7 @@ class WatchStream final
     return i < queue_.size() ? &queue_[i] : nullptr;
   }
 
-  static void AddEvents(const std::vector<mvcc::Event>& events,
+  static void AddEvents(const mvcc::EventList& events,
                         etcdserverpb::WatchResponse* r) {
     for (const mvcc::Event& e : events) {
       mvccpb::Event* pe = r->add_events();
@@ -488,7 +488,7 @@ class WatchStream final
       s_->FillHeader(writing_resp_.mutable_header(), out.header_rev);
       writing_resp_.set_watch_id(out.watch_id);
       for (const mvcc::EventList& list : out.events) {
-        AddEvents(*list, &writing_resp_);
+        AddEvents(list, &writing_resp_);
       }
     }
     StartWrite(&writing_resp_);

@@ -177,7 +177,7 @@ void WatchHub::OnCommit(int64_t rev, std::vector<Event> events) {
       evs->push_back(events[i]);
       if (!prev_kv) evs->back().prev_kv.reset();
     }
-    EventList list = std::move(evs);
+    EventList list{std::move(evs), 0};
     lists.push_back({{&idx, prev_kv}, list});
     return list;
   };
@@ -204,10 +204,10 @@ void WatchHub::OnCommitOne(int64_t rev, std::vector<Event> events) {
   auto deliver = [&](Watcher* w) {
     if (rev < w->next_rev || !Matches(*w, e)) return;
     EventList& list = lists[w->spec.prev_kv ? 1 : 0];
-    if (list == nullptr) {
+    if (list.all == nullptr) {
       auto evs = std::make_shared<std::vector<Event>>(1, e);
       if (!w->spec.prev_kv) evs->back().prev_kv.reset();
-      list = std::move(evs);
+      list.all = std::move(evs);
     }
     if (w->sink->SendEvents(w->watch_id, rev, list)) {
       w->next_rev = rev + 1;
@@ -296,34 +296,41 @@ bool WatchHub::SyncRound(std::unique_lock<std::mutex>& l) {
     has_work_ = true;
     return true;
   }
-  // Watchers of the same range, filters, prev_kv and next revision get
-  // the same events: one shared list for all of them (many watchers of one
-  // key fall behind together).
+  // Watchers of the same range, filters and prev_kv share one list of the
+  // history's events they match, each from its own next revision on (many
+  // watchers of one key fall behind together, at different revisions).
   struct Selection {
-    int64_t next_rev;
     const Watcher* w;  // range, filters and prev_kv of this one
-    EventList events;  // null: none
+    std::shared_ptr<const std::vector<Event>> events;
   };
   std::vector<Selection> selections;
   auto events_for = [&](const Watcher& w) -> EventList {
+    const Selection* sel = nullptr;
     for (const Selection& s : selections) {
-      if (s.next_rev == w.next_rev && s.w->range.key == w.range.key &&
-          s.w->range.end == w.range.end && s.w->spec.no_put == w.spec.no_put &&
+      if (s.w->range.key == w.range.key && s.w->range.end == w.range.end &&
+          s.w->spec.no_put == w.spec.no_put &&
           s.w->spec.no_delete == w.spec.no_delete &&
           s.w->spec.prev_kv == w.spec.prev_kv) {
-        return s.events;
+        sel = &s;
+        break;
       }
     }
-    auto evs = std::make_shared<std::vector<Event>>();
-    for (const Event& e : hist->events) {
-      if (e.kv.mod_revision < w.next_rev || !Matches(w, e)) continue;
-      evs->push_back(e);
-      if (!w.spec.prev_kv) evs->back().prev_kv.reset();
+    if (sel == nullptr) {
+      auto evs = std::make_shared<std::vector<Event>>();
+      for (const Event& e : hist->events) {
+        if (!Matches(w, e)) continue;
+        evs->push_back(e);
+        if (!w.spec.prev_kv) evs->back().prev_kv.reset();
+      }
+      selections.push_back(Selection{&w, std::move(evs)});
+      sel = &selections.back();
     }
-    EventList list;
-    if (!evs->empty()) list = std::move(evs);
-    selections.push_back(Selection{w.next_rev, &w, list});
-    return list;
+    // The events are in revision order: this watcher's start.
+    auto first = std::partition_point(
+        sel->events->begin(), sel->events->end(),
+        [&](const Event& e) { return e.kv.mod_revision < w.next_rev; });
+    return EventList{sel->events,
+                     static_cast<size_t>(first - sel->events->begin())};
   };
   std::unordered_set<WatchSink*> full;  // refused events this round
   for (uint64_t h : batch) {
@@ -337,7 +344,7 @@ bool WatchHub::SyncRound(std::unique_lock<std::mutex>& l) {
     }
     EventList evs = events_for(*w);
     const int64_t next = std::max(w->next_rev, hist->last_rev + 1);
-    if (evs != nullptr) {
+    if (!evs.empty()) {
       if (full.count(w->sink) ||
           !w->sink->SendEvents(w->watch_id, hist->last_rev, std::move(evs))) {
         full.insert(w->sink);  // its other watchers wait too

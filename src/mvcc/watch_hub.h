@@ -44,11 +44,21 @@
 
 namespace keel::mvcc {
 
-// Events handed to sinks. Read-only and shared: every watcher that gets
-// the same events (10,000 watchers of one key get one list per revision)
-// holds the same list, so a commit costs a pointer per watcher, not a copy
-// of each event.
-using EventList = std::shared_ptr<const std::vector<Event>>;
+// Events handed to sinks: those of `all` from index `from` on. Read-only
+// and shared: every watcher that gets the same events (10,000 watchers of
+// one key get one list per revision) holds the same list, so a commit
+// costs a pointer per watcher, not a copy of each event; watchers catching
+// up with the same filters share one list from different starts.
+struct EventList {
+  std::shared_ptr<const std::vector<Event>> all;
+  size_t from = 0;
+
+  std::vector<Event>::const_iterator begin() const {
+    return all->begin() + static_cast<std::ptrdiff_t>(from);
+  }
+  std::vector<Event>::const_iterator end() const { return all->end(); }
+  bool empty() const { return all == nullptr || from >= all->size(); }
+};
 
 // Where watchers' responses go (one per client Watch stream). Every method
 // is called with the hub's lock held: be quick, never block, never call

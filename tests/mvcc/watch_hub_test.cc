@@ -37,7 +37,8 @@ class FakeSink : public WatchSink {
   bool SendEvents(int64_t id, int64_t rev, EventList evs) override {
     std::lock_guard l(mu_);
     if (got_.size() >= capacity_) return false;
-    got_.push_back(Resp{id, rev, *evs, 0, false});
+    got_.push_back(
+        Resp{id, rev, std::vector<Event>(evs.begin(), evs.end()), 0, false});
     cv_.notify_all();
     return true;
   }
