@@ -18,11 +18,13 @@ namespace keel::api {
 namespace {
 
 // A stream's outgoing queue above either limit takes no more events (its
-// watchers fall behind and catch up from the store later). 512 KiB, not
-// 4 MiB: with 100 streams of slow watchers the queues were most of a
-// member's peak RSS (10,000 watchers, 1M events: 541 -> 160 MiB, and
-// less CPU; bench/README.md).
-constexpr size_t kMaxQueueBytes = 512 << 10;
+// watchers fall behind and catch up from the store later). The bytes are
+// those the queued responses will have; the memory is less, as watchers
+// of the same events share them. 4 MiB of copied responses per stream were
+// most of a member's peak RSS with 100 streams of slow watchers, hence
+// 512 KiB then; since events are shared, 2 MiB costs less memory and CPU
+// than 512 KiB (fewer watchers fall behind and catch up; bench/README.md).
+constexpr size_t kMaxQueueBytes = 2 << 20;
 constexpr size_t kMaxQueueResponses = 16384;
 // A watcher's queued events response takes the events of later revisions
 // (etcd sends a catching-up watcher many revisions in one response too)
