@@ -37,6 +37,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -235,6 +236,24 @@ class Cluster:
 
     def context_switches(self) -> int:
         return sum(proc_context_switches(m.proc.pid) for m in self.members)
+
+    def wal_fsyncs(self) -> tuple[float, int]:
+        """Seconds spent in, and the number of, WAL fdatasyncs of all members
+        so far, from the histogram both etcd and keel export
+        (etcd_disk_wal_fsync_duration_seconds); (0, 0) when unreadable."""
+        total_s, count = 0.0, 0
+        for m in self.members:
+            try:
+                with urllib.request.urlopen(f"http://{m.endpoint}/metrics", timeout=5) as r:
+                    text = r.read().decode()
+            except OSError:
+                return 0.0, 0
+            for line in text.splitlines():
+                if line.startswith("etcd_disk_wal_fsync_duration_seconds_sum"):
+                    total_s += float(line.split()[-1])
+                elif line.startswith("etcd_disk_wal_fsync_duration_seconds_count"):
+                    count += int(float(line.split()[-1]))
+        return total_s, count
 
     def peak_rss_kb(self) -> list[int]:
         """Each member's peak RSS over the whole run."""
@@ -502,6 +521,12 @@ def summarize(results: dict, wls: list[Workload]) -> list[Row]:
                         pick("etcd", lambda r: 1e4 * r["server_cpu_s"] / max(1, r["ops"])),
                         pick("keel", lambda r: 1e4 * r["server_cpu_s"] / max(1, r["ops"])),
                         "lower"))
+        fsync_ms = lambda r: (1e3 * r["wal_fsync_s"] / r["wal_fsyncs"]  # noqa: E731
+                              if r.get("wal_fsyncs") else None)
+        if any(r.get("wal_fsyncs") for k in ("etcd", "keel") for r in runs[k]):
+            rows.append(Row(wl.title, "WAL fdatasync avg ms", pick("etcd", fsync_ms),
+                            pick("keel", fsync_ms), "lower",
+                            "members' own histogram: the disk's share of a write"))
         rows.append(Row(wl.title, "server context switches / op",
                         pick("etcd", lambda r: r.get("server_context_switches", 0) / max(1, r["ops"])),
                         pick("keel", lambda r: r.get("server_context_switches", 0) / max(1, r["ops"])),
@@ -672,10 +697,14 @@ def main() -> int:
                         eps = [leader.endpoint]
                     extra = watch_extra if wl.name == "watch" else []
                     cpu0, cs0 = c.cpu_seconds(), c.context_switches()
+                    fs0 = c.wal_fsyncs()
                     c.reset_peak_rss()
                     r = run_bench(args.bench, wl, total, eps, extra, timeout=900)
                     r["server_cpu_s"] = c.cpu_seconds() - cpu0
                     r["server_context_switches"] = c.context_switches() - cs0
+                    fs1 = c.wal_fsyncs()
+                    if fs1[1] > fs0[1] and fs0[1] > 0:
+                        r["wal_fsync_s"], r["wal_fsyncs"] = fs1[0] - fs0[0], fs1[1] - fs0[1]
                     r["peak_rss_kb"] = c.current_peak_rss_kb()
                     r["round"] = rnd
                     results[wl.name][kind].append(r)
