@@ -29,9 +29,13 @@
 // The wire format is in wire.h.
 //
 // Threading contract:
-//  - All public methods are thread-safe. Send() never blocks on the network
-//    (it takes a short per-peer lock and posts to the io thread).
-//  - One io thread runs every socket operation and every Handler callback.
+//  - All public methods are thread-safe. Send() never blocks on the network:
+//    it takes a short per-peer lock and, when the peer's plain TCP link is
+//    idle, writes the messages with a non-blocking send on the caller's
+//    thread (see peer.h); otherwise, and for what the socket did not take,
+//    it posts to the io thread.
+//  - One io thread runs every other socket operation and every Handler
+//    callback.
 //    Callbacks must not block for long and must not call Stop() (Send,
 //    AddPeer, UpdatePeer, RemovePeer and Stats are fine from a callback).
 //    No transport lock is held while a callback runs.
