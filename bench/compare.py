@@ -293,7 +293,7 @@ class Cluster:
 # ---------------------------------------------------------------- measurements
 
 
-def _sync_appends(path: Path, seconds: float, samples: list, start: threading.Barrier = None):
+def _sync_appends(path: Path, seconds: float, samples: list, start: threading.Barrier):
     """Appends 4 KiB blocks to a preallocated file with an fdatasync after
     each, timing each append into `samples`."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -301,8 +301,7 @@ def _sync_appends(path: Path, seconds: float, samples: list, start: threading.Ba
         os.posix_fallocate(fd, 0, 64 << 20)
         os.fsync(fd)
         block = os.urandom(4096)
-        if start is not None:
-            start.wait()
+        start.wait()
         end = time.monotonic() + seconds
         off = 0
         while time.monotonic() < end and off + len(block) <= (64 << 20):
@@ -322,37 +321,25 @@ def disk_sync_bound(directory: Path, seconds: float, writers: int = 1) -> dict:
     three files are appended and synced at once (one per member: the three
     members of a cluster here share one disk, and a put waits for the
     leader's and a follower's sync, issued at nearly the same time)."""
-    samples: list = []
-    if writers == 1:
-        _sync_appends(directory / "fdatasync-probe", seconds, samples)
-    else:
-        start = threading.Barrier(writers)
-        per = [[] for _ in range(writers)]
-        ts = [threading.Thread(target=_sync_appends,
-                               args=(directory / f"fdatasync-probe-{i}", seconds, per[i], start))
-              for i in range(writers)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        samples = [x for p in per for x in p]
-        wall = seconds
-    samples.sort()
-    if writers != 1:
-        return {
-            "writers": writers,
-            "count": len(samples),
-            "avg_ms": 1e3 * statistics.fmean(samples),
-            "p50_ms": 1e3 * samples[len(samples) // 2],
-            "p99_ms": 1e3 * samples[min(len(samples) - 1, int(len(samples) * 0.99))],
-            "per_s": len(samples) / wall,
-        }
+    start = threading.Barrier(writers)
+    per = [[] for _ in range(writers)]
+    ts = [threading.Thread(target=_sync_appends,
+                           args=(directory / f"fdatasync-probe-{i}", seconds, per[i], start))
+          for i in range(writers)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    samples = sorted(x for p in per for x in p)
     return {
+        "writers": writers,
         "count": len(samples),
         "avg_ms": 1e3 * statistics.fmean(samples),
         "p50_ms": 1e3 * samples[len(samples) // 2],
         "p99_ms": 1e3 * samples[min(len(samples) - 1, int(len(samples) * 0.99))],
-        "per_s": len(samples) / sum(samples),
+        # Syncs per second of the writers together: each spent about the
+        # sum of its samples writing.
+        "per_s": writers * len(samples) / sum(samples),
     }
 
 

@@ -363,9 +363,6 @@ Status Store::Commit(PendingWrite* w) {
                 EncodeRevision(Revision{w->rev(), static_cast<int64_t>(i)}),
                 EncodeRow(w->changes[i]));
     }
-    if (!w->changes.empty()) {
-      batch.Put(backend_->meta(), kMetaRevision, EncodeInt64(w->rev()));
-    }
     for (const auto& [key, value] : w->meta_writes) {
       if (value) {
         batch.Put(backend_->meta(), key, *value);
@@ -373,10 +370,7 @@ Status Store::Commit(PendingWrite* w) {
         batch.Delete(backend_->meta(), key);
       }
     }
-    if (w->ci.index != 0) {
-      batch.Put(backend_->meta(), kMetaConsistentIndex,
-                EncodeConsistentIndex(w->ci));
-    }
+    PutRevisionAndIndex(&batch, w->changes.empty() ? 0 : w->rev(), w->ci);
     if (s.ok()) {
       s = backend_->Write(&batch, options_.sync_writes,
                           options_.defer_wal_writes);
@@ -474,19 +468,22 @@ const std::string* Store::DeferredRow(Revision rev) const {
   return &it->second;
 }
 
+void Store::PutRevisionAndIndex(rocksdb::WriteBatch* batch, int64_t rev,
+                                const ConsistentIndex& ci) const {
+  if (rev != 0) batch->Put(backend_->meta(), kMetaRevision, EncodeInt64(rev));
+  if (ci.index != 0) {
+    batch->Put(backend_->meta(), kMetaConsistentIndex,
+               EncodeConsistentIndex(ci));
+  }
+}
+
 Status Store::FlushDeferredLocked() const {
   if (deferred_.empty()) return Status::OK();
   rocksdb::WriteBatch batch;
   for (const auto& [rev, row] : deferred_.rows) {
     batch.Put(backend_->data(), EncodeRevision(rev), row);
   }
-  if (deferred_.rev != 0) {
-    batch.Put(backend_->meta(), kMetaRevision, EncodeInt64(deferred_.rev));
-  }
-  if (deferred_.ci.index != 0) {
-    batch.Put(backend_->meta(), kMetaConsistentIndex,
-              EncodeConsistentIndex(deferred_.ci));
-  }
+  PutRevisionAndIndex(&batch, deferred_.rev, deferred_.ci);
   // The WAL record goes to the file at once (with any buffered before it).
   KEEL_RETURN_IF_ERROR(backend_->Write(&batch, false, /*defer_wal=*/false));
   deferred_ = Deferred{};

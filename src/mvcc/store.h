@@ -52,6 +52,10 @@
 #include "mvcc/thread_annotations.h"
 #include "mvcc/types.h"
 
+namespace rocksdb {
+class WriteBatch;
+}  // namespace rocksdb
+
 namespace keel::mvcc {
 
 // A lease as the store keeps it (etcd's "lease" bucket): its id, the TTL
@@ -240,6 +244,10 @@ class Store {
   // with write_mu_ and mu_ (exclusive) held, FlushDeferred takes them (for
   // the readers that read RocksDB whole: hashes, export).
   Status FlushDeferredLocked() const;
+  // The store's revision and applied index rows, each when set (non-zero),
+  // into `batch` (mu_ held).
+  void PutRevisionAndIndex(rocksdb::WriteBatch* batch, int64_t rev,
+                           const ConsistentIndex& ci) const;
   Status FlushDeferred() const;
 
   // Writing (write_mu_ and mu_ exclusive held).

@@ -1,7 +1,6 @@
 #include "transport/peer.h"
 
 #include <spdlog/spdlog.h>
-
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -99,19 +98,23 @@ bool Peer::SendDirectLocked() {
     direct_rest_msgs_ = msgs;
     io_busy_ = true;
   }
-  if (sent > 0) {
-    ctx_->stats().Update(id_, [n = all ? msgs : 0, sent](PeerStats& s) {
-      s.msgs_sent += n;
-      s.bytes_sent += sent;
-      s.writes++;
-    });
-  }
+  if (sent > 0) CountWrite(all ? msgs : 0, sent);
   return all;
 }
 
-void Peer::StopDirect() {
-  MutexLock l(&mu_);
-  direct_fd_ = -1;
+void Peer::CountWrite(size_t msgs, size_t bytes) {
+  ctx_->stats().Update(id_, [msgs, bytes](PeerStats& s) {
+    s.msgs_sent += msgs;
+    s.bytes_sent += bytes;
+    s.writes++;
+  });
+}
+
+void Peer::ResetDirectLocked(int fd) {
+  direct_fd_ = fd;
+  io_busy_ = false;
+  direct_rest_.clear();
+  direct_rest_msgs_ = 0;
 }
 
 void Peer::KickLocked() {
@@ -176,19 +179,13 @@ void Peer::Dial() {
 void Peer::MarkUp(int fd) {
   MutexLock l(&mu_);
   link_down_ = false;
-  direct_fd_ = fd;
-  io_busy_ = false;
-  direct_rest_.clear();
-  direct_rest_msgs_ = 0;
+  ResetDirectLocked(fd);
 }
 
 size_t Peer::MarkDown() {
   MutexLock l(&mu_);
   link_down_ = true;
-  direct_fd_ = -1;
-  io_busy_ = false;
-  direct_rest_.clear();
-  direct_rest_msgs_ = 0;
+  ResetDirectLocked(-1);
   size_t n = queue_.size();
   queue_.clear();
   return n;
@@ -220,7 +217,9 @@ void Peer::Fail(const std::string& reason) {
   const bool was_connected = state_ == State::kConnected;
   const size_t lost_in_flight = writing_ ? out_msgs_ : 0;
   generation_++;
-  StopDirect();  // before the descriptor can be closed and reused
+  // Before the descriptor is closed (and can be reused): no direct send
+  // may reach it any more.
+  const size_t dropped = lost_in_flight + MarkDown();
   if (socket_) {
     asio::error_code ignored;
     socket_->close(ignored);
@@ -231,7 +230,6 @@ void Peer::Fail(const std::string& reason) {
   out_msgs_ = 0;
   state_ = State::kBackoff;
   failures_++;
-  const size_t dropped = lost_in_flight + MarkDown();
   ctx_->stats().Update(id_, [dropped](PeerStats& s) {
     s.connected = false;
     s.msgs_dropped += dropped;
@@ -313,13 +311,7 @@ void Peer::OnWritten(asio::error_code ec, size_t bytes) {
     return;
   }
   writing_ = false;
-  const size_t msgs = out_msgs_;
-  out_msgs_ = 0;
-  ctx_->stats().Update(id_, [msgs, bytes](PeerStats& s) {
-    s.msgs_sent += msgs;
-    s.bytes_sent += bytes;
-    s.writes++;
-  });
+  CountWrite(std::exchange(out_msgs_, 0), bytes);
   Flush();
 }
 
@@ -422,6 +414,7 @@ void Peer::MaybeStartSnapshot() {
 void Peer::CloseQueues() {
   MutexLock l(&mu_);
   closed_ = true;
+  ResetDirectLocked(-1);
   queue_.clear();
   snaps_.clear();
 }
@@ -429,7 +422,7 @@ void Peer::CloseQueues() {
 void Peer::Close() {
   state_ = State::kClosed;
   generation_++;
-  StopDirect();
+  CloseQueues();  // before the socket closes: stops direct sends
   if (connector_) connector_->Cancel();
   connector_.reset();
   if (socket_) {
@@ -441,7 +434,6 @@ void Peer::Close() {
   ping_timer_.cancel();
   if (snapshot_) snapshot_->Cancel();
   snapshot_.reset();
-  CloseQueues();
   ctx_->stats().Update(id_, [](PeerStats& s) { s.connected = false; });
 }
 

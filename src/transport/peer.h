@@ -65,8 +65,11 @@ class Peer : public std::enable_shared_from_this<Peer> {
   // Writes queue_ on the caller's thread (see the header comment); false
   // if it must be left to the io thread.
   bool SendDirectLocked() EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Stops direct sends (before the socket closes).
-  void StopDirect() LOCKS_EXCLUDED(mu_);
+  // Sets the socket for direct sends (-1: none) and forgets a direct
+  // send's leftover.
+  void ResetDirectLocked(int fd) EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts a completed write in the peer's stats.
+  void CountWrite(size_t msgs, size_t bytes);
 
   // Each of these takes mu_ for its whole body.
   std::vector<std::string> Urls() LOCKS_EXCLUDED(mu_);
