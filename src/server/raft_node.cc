@@ -76,27 +76,44 @@ Status RaftNode::Start() {
 }
 
 void RaftNode::Stop() {
+  bool io_waiting;
   {
     std::lock_guard lock(mu_);
     if (stopping_) return;
     stopping_ = true;
+    io_waiting = io_waiting_;
   }
-  cv_.notify_all();
+  WakeLoop(io_waiting);
   if (thread_.joinable()) thread_.join();
 }
 
+void RaftNode::WakeLoop(bool io_waiting) {
+  if (options_.loop_io == nullptr) {
+    cv_.notify_all();
+  } else if (io_waiting) {
+    // An io handler on the loop's own thread (a peer's message) needs no
+    // wake: the loop looks at its queue once the handler returns.
+    if (std::this_thread::get_id() !=
+        loop_thread_.load(std::memory_order_relaxed)) {
+      options_.loop_io->Wake();
+    }
+  }
+}
+
 void RaftNode::Enqueue(Task t) {
+  bool io_waiting = false;
   {
     std::lock_guard lock(mu_);
     if (!stopping_) {
       tasks_.push_back(std::move(t));
       t = nullptr;
+      io_waiting = io_waiting_;
     }
   }
   if (t) {
     t(false);
   } else {
-    cv_.notify_all();
+    WakeLoop(io_waiting);
   }
 }
 
@@ -131,6 +148,7 @@ std::future<Status> RaftNode::ReadIndex() {
 
 void RaftNode::ReadIndexAsync(StatusCallback done) {
   bool wake;
+  bool io_waiting = false;
   {
     std::lock_guard lock(mu_);
     if (stopping_) {
@@ -139,10 +157,11 @@ void RaftNode::ReadIndexAsync(StatusCallback done) {
       new_reads_.push_back(std::move(done));
       done = nullptr;
       wake = !read_round_pending_ && new_reads_.size() == 1;
+      io_waiting = io_waiting_;
     }
   }
   if (done) return done(kStopped);
-  if (wake) cv_.notify_all();
+  if (wake) WakeLoop(io_waiting);
 }
 
 void RaftNode::ProposeAsync(std::string data, Clock::time_point deadline,
@@ -225,6 +244,39 @@ void RaftNode::AdvanceTicks(int n) {
   });
 }
 
+std::deque<RaftNode::Task> RaftNode::WaitForWork(Clock::time_point next_tick) {
+  LoopIo* io = options_.loop_io;
+  // Peers' messages that arrived meanwhile, even when other work is ready:
+  // a loop kept busy by clients must still hear its peers.
+  if (io != nullptr) io->Poll();
+  std::unique_lock lock(mu_);
+  read_round_pending_ =
+      std::any_of(reads_in_flight_.begin(), reads_in_flight_.end(),
+                  [](const auto& kv) { return kv.second.read_index == 0; });
+  auto ready = [this] {
+    return stopping_ || !tasks_.empty() ||
+           (!read_round_pending_ && !new_reads_.empty());
+  };
+  if (io == nullptr) {
+    cv_.wait_until(lock, next_tick, ready);
+  } else {
+    while (!ready() && Clock::now() < next_tick) {
+      io_waiting_ = true;
+      lock.unlock();
+      io->RunOneUntil(next_tick);
+      io->Poll();  // the rest of what is ready: one round for all of it
+      lock.lock();
+      io_waiting_ = false;
+    }
+  }
+  std::deque<Task> tasks;
+  if (stopping_) return tasks;
+  tasks.swap(tasks_);
+  for (auto& r : new_reads_) queued_reads_.push_back(std::move(r));
+  new_reads_.clear();
+  return tasks;
+}
+
 RaftNodeStatus RaftNode::GetStatus() const {
   std::lock_guard lock(mu_);
   return status_;
@@ -238,24 +290,15 @@ bool RaftNode::WaitForLeader(std::chrono::milliseconds timeout) const {
 }
 
 void RaftNode::Run() {
+  loop_thread_.store(std::this_thread::get_id(), std::memory_order_relaxed);
   const auto tick = std::chrono::milliseconds(options_.heartbeat_ms);
   auto next_tick = Clock::now() + tick;
   std::map<uint64_t, int> read_age;  // ctx -> ticks without an answer
   while (true) {
-    std::deque<Task> tasks;
+    std::deque<Task> tasks = WaitForWork(next_tick);
     {
-      std::unique_lock lock(mu_);
-      read_round_pending_ =
-          std::any_of(reads_in_flight_.begin(), reads_in_flight_.end(),
-                      [](const auto& kv) { return kv.second.read_index == 0; });
-      cv_.wait_until(lock, next_tick, [this] {
-        return stopping_ || !tasks_.empty() ||
-               (!read_round_pending_ && !new_reads_.empty());
-      });
+      std::lock_guard lock(mu_);
       if (stopping_) break;
-      tasks.swap(tasks_);
-      for (auto& r : new_reads_) queued_reads_.push_back(std::move(r));
-      new_reads_.clear();
     }
     for (Task& t : tasks) t(true);
     auto now = Clock::now();

@@ -98,6 +98,23 @@ class MessageSender {
   virtual void Send(std::vector<raft::Message> msgs) = 0;
 };
 
+// The io a RaftNode's loop drives between rounds, besides its own queue.
+// keel's member passes its peer transport (transport::Options::external_io)
+// so that a peer's message is read and stepped on the loop's thread: a
+// write's path then has no hand-off from an io thread on the follower (the
+// append) nor on the leader (the acknowledgement), each a thread wake-up
+// that on a machine with few cores often waited for a CPU.
+class LoopIo {
+ public:
+  virtual ~LoopIo() = default;
+  // Runs the io handlers that are ready, without blocking.
+  virtual void Poll() = 0;
+  // Blocks until one io handler ran, Wake() was called, or the deadline.
+  virtual void RunOneUntil(std::chrono::steady_clock::time_point deadline) = 0;
+  // Any thread: makes a RunOneUntil in progress (or the next) return.
+  virtual void Wake() = 0;
+};
+
 struct RaftNodeOptions {
   raft::NodeId id = 0;
   int heartbeat_ms = 100;
@@ -111,6 +128,8 @@ struct RaftNodeOptions {
   uint64_t max_uncommitted_entries_size = 1ull << 30;
   // Seed for the election timeout's randomness.
   uint64_t seed = 0;
+  // Unset: the loop waits on a condition variable only.
+  LoopIo* loop_io = nullptr;
 };
 
 // A snapshot of the node's state for status reporting.
@@ -192,6 +211,11 @@ class RaftNode {
   };
 
   void Run();
+  // Waits until there is work for the loop or next_tick, running the
+  // LoopIo's handlers meanwhile when there is one. Returns the new tasks.
+  std::deque<Task> WaitForWork(std::chrono::steady_clock::time_point next_tick);
+  // After queueing work under mu_: wakes the loop where it waits.
+  void WakeLoop(bool io_waiting);
   void Enqueue(Task t);
   void HandleReady();
   // Writes entries and the kept-back hard state, and waits for fdatasync.
@@ -248,11 +272,14 @@ class RaftNode {
   // waking the loop once per read to be queued behind it.
   std::vector<StatusCallback> new_reads_;  // guarded by mu_
   bool read_round_pending_ = false;        // guarded by mu_
+  // The loop is in LoopIo::RunOneUntil: new work must Wake() it.
+  bool io_waiting_ = false;  // guarded by mu_
   // Copies of status_'s leader, term and is_learner for lock-free readers.
   std::atomic<raft::NodeId> leader_{0};
   std::atomic<raft::Term> term_{0};
   std::atomic<bool> is_learner_{false};
   std::thread thread_;
+  std::atomic<std::thread::id> loop_thread_{};  // set when the loop starts
 };
 
 }  // namespace keel::server

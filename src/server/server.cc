@@ -363,12 +363,14 @@ Status Server::Start() {
   ro.snapshot_catchup_entries =
       std::min<uint64_t>(5000, std::max<uint64_t>(1, config_.snapshot_count));
   ro.seed = std::random_device{}();
+  ro.loop_io = this;
   node_ = std::make_unique<RaftNode>(ro, storage_.get(), this, this);
 
   transport::Options to;
   to.cluster_id = cluster_id_;
   to.local_id = member_id_;
   to.listen_url = config_.listen_peer_urls[0].String();
+  to.external_io = true;  // run by the Raft loop (RaftNodeOptions::loop_io)
   InstallTestHooks(&to);
   auto peer_tls = MakeTlsOptions(config_, config_.security.peer, "peer",
                                  config_.listen_peer_urls);
@@ -1052,6 +1054,14 @@ Status Server::Sync() { return store_->ForceCommit(); }
 void Server::Send(std::vector<raft::Message> msgs) {
   transport_->Send(std::move(msgs));
 }
+
+void Server::Poll() { transport_->Poll(); }
+
+void Server::RunOneUntil(std::chrono::steady_clock::time_point deadline) {
+  transport_->RunOneUntil(deadline);
+}
+
+void Server::Wake() { transport_->Wake(); }
 
 void Server::OnMessage(raft::Message m) { node_->Step(std::move(m)); }
 

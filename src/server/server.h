@@ -82,6 +82,7 @@ class ScopedRequestAuth {
 
 class Server final : public StateMachine,
                      public MessageSender,
+                     public LoopIo,
                      public transport::Handler,
                      public transport::SnapshotStore {
  public:
@@ -225,6 +226,11 @@ class Server final : public StateMachine,
 
   // ---- MessageSender ----
   void Send(std::vector<raft::Message> msgs) override;
+
+  // ---- LoopIo: the Raft loop drives the peer transport's io ----
+  void Poll() override;
+  void RunOneUntil(std::chrono::steady_clock::time_point deadline) override;
+  void Wake() override;
 
   // ---- transport::Handler ----
   void OnMessage(raft::Message m) override;

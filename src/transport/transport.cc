@@ -32,6 +32,7 @@ class Transport::Impl {
   void RemovePeer(NodeId id) LOCKS_EXCLUDED(mu_);
   void Send(std::vector<raft::Message> msgs);
   StatsRegistry& stats() { return ctx_.stats(); }
+  asio::io_context& io() { return ctx_.io(); }
 
  private:
   Status Listen();
@@ -142,7 +143,9 @@ Status Transport::Impl::Start() {
     Accept();
     for (auto& p : AllPeers()) p->Start();
   });
-  io_thread_ = std::thread([this] { ctx_.io().run(); });
+  if (!ctx_.opts().external_io) {
+    io_thread_ = std::thread([this] { ctx_.io().run(); });
+  }
   return Status::OK();
 }
 
@@ -187,7 +190,12 @@ void Transport::Impl::Stop() {
     CloseAll();
     ctx_.io().stop();
   });
-  io_thread_.join();
+  if (io_thread_.joinable()) {
+    io_thread_.join();
+  } else {
+    // external_io: the owner no longer drives the io; close here.
+    ctx_.io().run();
+  }
   ctx_.StopWorker();
   work_.reset();
   spdlog::info("transport: member {} stopped", ctx_.opts().local_id);
@@ -357,6 +365,13 @@ void Transport::UpdatePeer(NodeId id, std::vector<std::string> urls) {
 void Transport::RemovePeer(NodeId id) { impl_->RemovePeer(id); }
 void Transport::Send(std::vector<raft::Message> msgs) {
   impl_->Send(std::move(msgs));
+}
+void Transport::Poll() { impl_->io().poll(); }
+void Transport::RunOneUntil(std::chrono::steady_clock::time_point deadline) {
+  impl_->io().run_one_until(deadline);
+}
+void Transport::Wake() {
+  asio::post(impl_->io(), [] {});
 }
 PeerStats Transport::Stats(NodeId peer) const {
   return impl_->stats().Get(peer);

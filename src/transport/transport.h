@@ -35,7 +35,12 @@
 //    thread (see peer.h); otherwise, and for what the socket did not take,
 //    it posts to the io thread.
 //  - One io thread runs every other socket operation and every Handler
-//    callback.
+//    callback. With Options::external_io there is no io thread: the owner
+//    runs the transport's io with Poll() and RunOneUntil() from one thread
+//    of its own (keel's Raft loop, so that a peer's message is read and
+//    stepped on one thread, without a hand-off), and that thread is then
+//    "the io thread" below; Stop() runs what is left on its caller's
+//    thread, once the owner has stopped driving.
 //    Callbacks must not block for long and must not call Stop() (Send,
 //    AddPeer, UpdatePeer, RemovePeer and Stats are fine from a callback).
 //    No transport lock is held while a callback runs.
@@ -148,6 +153,9 @@ struct Options {
   // thread; must not block for long.
   std::function<std::string()> membership;
 
+  // No io thread: the owner drives the io (Poll, RunOneUntil, Wake).
+  bool external_io = false;
+
   // Test only: unset (the default) in production.
   FaultHook fault_hook;
 };
@@ -194,6 +202,16 @@ class Transport {
 
   // Queues each message for m.to. Never blocks on the network.
   void Send(std::vector<raft::Message> msgs);
+
+  // Options::external_io only. From the one thread that drives the io,
+  // after Start() and before Stop(): Poll() runs the handlers that are
+  // ready without blocking; RunOneUntil() blocks until one handler has run
+  // (socket events, timers, Wake()) or the deadline passes. Wake() may be
+  // called from any thread; a wake with nobody waiting makes the next
+  // RunOneUntil return at once.
+  void Poll();
+  void RunOneUntil(std::chrono::steady_clock::time_point deadline);
+  void Wake();
 
   // Counters for one peer (zeros if unknown), and for every peer seen.
   PeerStats Stats(NodeId peer) const;

@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <mutex>
+#include <thread>
 
 #include "test_util.h"
 #include "transport/wire.h"
@@ -107,6 +109,74 @@ TEST(TransportTest, LargeMessagesFillTheSocketAndStayInOrder) {
       << a.t->Stats(2).msgs_sent;
   EXPECT_EQ(a.t->Stats(2).msgs_dropped, 0u);
   EXPECT_GT(a.t->Stats(2).bytes_sent, kN * kPayload);
+}
+
+// Options::external_io: no io thread; the owner drives the io (keel's Raft
+// loop does). Every handler runs on the driving thread, messages flow both
+// ways in order (large ones too, which need the io side to finish writing
+// what a direct send left), Wake() ends a long RunOneUntil from another
+// thread, and Stop() closes without anybody driving.
+TEST(TransportTest, ExternalIoRunsOnTheDrivingThread) {
+  // No pings: no timer may end a RunOneUntil that only Wake() should end.
+  auto quiet = [](Options& o) {
+    o.ping_interval = std::chrono::hours(1);
+    o.peer_timeout = std::chrono::hours(2);
+  };
+  Member a(1, 0xc1, 0, quiet);
+  Member b(2, 0xc1, 0, [&](Options& o) {
+    quiet(o);
+    o.external_io = true;
+  });
+  ASSERT_TRUE(a.t->Start().ok());
+  ASSERT_TRUE(b.t->Start().ok());
+  a.t->AddPeer(2, {b.url()});
+  b.t->AddPeer(1, {a.url()});
+
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> wakes{0};
+  std::atomic<int> foreign_calls{0};
+  std::thread::id driver_id;
+  std::mutex id_mu;
+  b.handler.on_message = [&](const raft::Message&) {
+    std::lock_guard l(id_mu);
+    if (std::this_thread::get_id() != driver_id) foreign_calls++;
+  };
+  std::thread driver([&] {
+    {
+      std::lock_guard l(id_mu);
+      driver_id = std::this_thread::get_id();
+    }
+    uint64_t i = 0;
+    while (!stop.load()) {
+      b.t->RunOneUntil(std::chrono::steady_clock::now() +
+                       std::chrono::seconds(60));
+      b.t->Poll();
+      wakes++;
+      // b answers from the driving thread, as the Raft loop does.
+      while (i < b.handler.Count()) b.t->Send({App(2, 1, i++, 64 << 10)});
+    }
+  });
+  constexpr uint64_t kN = 200;
+  for (uint64_t i = 0; i < kN; i++) a.t->Send({App(1, 2, i, 32 << 10)});
+  ASSERT_TRUE(WaitFor([&] { return b.handler.Count() == kN; }))
+      << b.handler.Count() << " dropped " << a.t->Stats(2).msgs_dropped;
+  ExpectInOrder(b.handler, 1, kN);
+  ASSERT_TRUE(WaitFor([&] { return a.handler.Count() == kN; }))
+      << a.handler.Count() << " dropped " << b.t->Stats(1).msgs_dropped;
+  ExpectInOrder(a.handler, 2, kN);
+  EXPECT_EQ(foreign_calls.load(), 0);
+
+  // Nothing arrives now: only Wake() can end the driver's 60 s wait.
+  ASSERT_TRUE(WaitFor([&] {
+    uint64_t before = wakes.load();
+    b.t->Wake();
+    return WaitFor([&] { return wakes.load() > before; });
+  }));
+  stop = true;
+  b.t->Wake();
+  driver.join();
+  b.t->Stop();
+  EXPECT_TRUE(WaitFor([&] { return !a.t->Stats(2).connected; }));
 }
 
 TEST(TransportTest, ThreeMembersAllPairsInOrder) {
