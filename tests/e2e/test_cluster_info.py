@@ -44,6 +44,10 @@ def any_cluster(request, shared1, shared3):
 
 def test_member_list(any_cluster):
     c = any_cluster
+    # A member has client URLs only once it has published itself through
+    # Raft, which may come after the cluster is healthy (etcd alike).
+    wait_for(lambda: all(e.get("clientURLs") for e in member_list_json(c.endpoints)["members"]),
+             20, "every member to publish its client URLs")
     ids = None
     cluster_ids = set()
     for m in c.members:
