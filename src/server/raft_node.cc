@@ -436,7 +436,15 @@ void RaftNode::HandleReady() {
   const bool leader = node_->role() == raft::StateRole::kLeader;
   std::vector<raft::Message> after_apply;
   if (leader && !rd.messages.empty()) {
-    if (rd.entries.empty() && !rd.committed_entries.empty()) {
+    // Not when a configuration change commits: applying it may remove a
+    // peer from the transport, and a removed member learns of its removal
+    // from this very commit index (it then stops itself).
+    const bool conf_change =
+        std::any_of(rd.committed_entries.begin(), rd.committed_entries.end(),
+                    [](const raft::Entry& e) {
+                      return e.type == raft::EntryType::kConfChange;
+                    });
+    if (rd.entries.empty() && !rd.committed_entries.empty() && !conf_change) {
       // Nothing to write: this Ready commits. Its messages (the new commit
       // index, heartbeats) go once its entries are applied and their
       // clients answered, so that the peers' threads they wake (which on a
