@@ -40,7 +40,9 @@
 //    of its own (keel's Raft loop, so that a peer's message is read and
 //    stepped on one thread, without a hand-off), and that thread is then
 //    "the io thread" below; Stop() runs what is left on its caller's
-//    thread, once the owner has stopped driving.
+//    thread, once the owner has stopped driving. The price: what a direct
+//    send left over, and what was queued behind it, goes out only when the
+//    owner next polls (for keel's Raft loop, after its fdatasync).
 //    Callbacks must not block for long and must not call Stop() (Send,
 //    AddPeer, UpdatePeer, RemovePeer and Stats are fine from a callback).
 //    No transport lock is held while a callback runs.
