@@ -244,7 +244,8 @@ void RaftNode::AdvanceTicks(int n) {
   });
 }
 
-std::deque<RaftNode::Task> RaftNode::WaitForWork(Clock::time_point next_tick) {
+bool RaftNode::WaitForWork(Clock::time_point next_tick,
+                           std::deque<Task>* tasks) {
   LoopIo* io = options_.loop_io;
   // Peers' messages that arrived meanwhile, even when other work is ready:
   // a loop kept busy by clients must still hear its peers.
@@ -269,12 +270,11 @@ std::deque<RaftNode::Task> RaftNode::WaitForWork(Clock::time_point next_tick) {
       io_waiting_ = false;
     }
   }
-  std::deque<Task> tasks;
-  if (stopping_) return tasks;
-  tasks.swap(tasks_);
+  if (stopping_) return false;
+  tasks->swap(tasks_);
   for (auto& r : new_reads_) queued_reads_.push_back(std::move(r));
   new_reads_.clear();
-  return tasks;
+  return true;
 }
 
 RaftNodeStatus RaftNode::GetStatus() const {
@@ -295,11 +295,8 @@ void RaftNode::Run() {
   auto next_tick = Clock::now() + tick;
   std::map<uint64_t, int> read_age;  // ctx -> ticks without an answer
   while (true) {
-    std::deque<Task> tasks = WaitForWork(next_tick);
-    {
-      std::lock_guard lock(mu_);
-      if (stopping_) break;
-    }
+    std::deque<Task> tasks;
+    if (!WaitForWork(next_tick, &tasks)) break;
     for (Task& t : tasks) t(true);
     auto now = Clock::now();
     if (now >= next_tick) {

@@ -212,8 +212,10 @@ class RaftNode {
 
   void Run();
   // Waits until there is work for the loop or next_tick, running the
-  // LoopIo's handlers meanwhile when there is one. Returns the new tasks.
-  std::deque<Task> WaitForWork(std::chrono::steady_clock::time_point next_tick);
+  // LoopIo's handlers meanwhile when there is one; moves the new tasks to
+  // *tasks. False once the node is stopping.
+  bool WaitForWork(std::chrono::steady_clock::time_point next_tick,
+                   std::deque<Task>* tasks);
   // After queueing work under mu_: wakes the loop where it waits.
   void WakeLoop(bool io_waiting);
   void Enqueue(Task t);

@@ -997,7 +997,6 @@ void Server::Apply(const raft::Entry& entry) {
     // snapshot-catchup run caught a DeleteRange answered "deleted 0,
     // revision 0"). etcd leaves such a request to time out; answer its
     // timeout error now: the outcome is unknown to the client, as it is.
-    result = std::make_shared<ApplyResult>();
     result->status = EtcdErr(api::kErrTimeout);
   }
   Waiter w;
