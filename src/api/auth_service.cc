@@ -8,25 +8,11 @@ namespace {
 
 using internal::Request;
 
-std::string_view Md(const grpc::ServerContextBase* ctx, const char* key) {
-  auto it = ctx->client_metadata().find(key);
-  if (it == ctx->client_metadata().end()) return {};
-  return {it->second.data(), it->second.size()};
-}
-
-std::string CommonName(const grpc::ServerContextBase* ctx) {
-  auto auth = ctx->auth_context();
-  if (!auth || !auth->IsPeerAuthenticated()) return "";
-  auto v = auth->FindPropertyValues("x509_common_name");
-  if (v.empty()) return "";
-  return std::string(v[0].data(), v[0].size());
-}
-
 // Fills h from the caller; the check runs only when auth is on.
 template <typename Check>
-Status Authorize(const grpc::ServerContextBase* ctx, server::Server* s,
+Status Authorize(const CallMeta* call, server::Server* s,
                  internal::AuthHeader* h, Check check) {
-  auto ai = CallerOf(ctx, s);
+  auto ai = CallerOf(call, s);
   if (!ai.ok()) return ai.status();
   h->set_username(ai->user);
   h->set_auth_revision(ai->revision);
@@ -36,20 +22,26 @@ Status Authorize(const grpc::ServerContextBase* ctx, server::Server* s,
 
 }  // namespace
 
-Result<server::AuthInfo> CallerOf(const grpc::ServerContextBase* ctx,
-                                  server::Server* s) {
-  if (ctx == nullptr) return server::AuthInfo{};
-  std::string_view token = Md(ctx, "token");
-  if (token.empty()) token = Md(ctx, "authorization");
+Result<server::AuthInfo> CallerOf(const CallMeta* call, server::Server* s) {
+  if (call == nullptr) return server::AuthInfo{};
+  std::string_view token = call->Metadata("token");
+  if (token.empty()) token = call->Metadata("authorization");
   if (!token.empty()) return s->auth()->InfoFromToken(token);
   if (s->config().security.client.client_cert_auth) {
-    std::string cn = CommonName(ctx);
+    std::string cn = call->PeerCommonName();
     if (!cn.empty()) return s->auth()->InfoFromCommonName(cn);
   }
   return server::AuthInfo{};
 }
 
-Status AuthorizeKv(const grpc::ServerContextBase* ctx, server::Server* s,
+Result<server::AuthInfo> CallerOf(const grpc::ServerContextBase* ctx,
+                                  server::Server* s) {
+  if (ctx == nullptr) return server::AuthInfo{};
+  GrpcCallMeta call(ctx);
+  return CallerOf(&call, s);
+}
+
+Status AuthorizeKv(const CallMeta* ctx, server::Server* s,
                    const etcdserverpb::RangeRequest& r,
                    internal::AuthHeader* h) {
   return Authorize(ctx, s, h, [&](const server::AuthInfo& ai) {
@@ -57,14 +49,14 @@ Status AuthorizeKv(const grpc::ServerContextBase* ctx, server::Server* s,
   });
 }
 
-Status AuthorizeKv(const grpc::ServerContextBase* ctx, server::Server* s,
+Status AuthorizeKv(const CallMeta* ctx, server::Server* s,
                    const etcdserverpb::PutRequest& r, internal::AuthHeader* h) {
   return Authorize(ctx, s, h, [&](const server::AuthInfo& ai) {
     return s->auth()->CheckPut(ai, r);
   });
 }
 
-Status AuthorizeKv(const grpc::ServerContextBase* ctx, server::Server* s,
+Status AuthorizeKv(const CallMeta* ctx, server::Server* s,
                    const etcdserverpb::DeleteRangeRequest& r,
                    internal::AuthHeader* h) {
   return Authorize(ctx, s, h, [&](const server::AuthInfo& ai) {
@@ -72,14 +64,14 @@ Status AuthorizeKv(const grpc::ServerContextBase* ctx, server::Server* s,
   });
 }
 
-Status AuthorizeKv(const grpc::ServerContextBase* ctx, server::Server* s,
+Status AuthorizeKv(const CallMeta* ctx, server::Server* s,
                    const etcdserverpb::TxnRequest& r, internal::AuthHeader* h) {
   return Authorize(ctx, s, h, [&](const server::AuthInfo& ai) {
     return s->auth()->CheckTxn(ai, r);
   });
 }
 
-Status AuthorizeKv(const grpc::ServerContextBase* ctx, server::Server* s,
+Status AuthorizeKv(const CallMeta* ctx, server::Server* s,
                    const etcdserverpb::CompactionRequest&,
                    internal::AuthHeader* h) {
   // etcd lets any user compact.

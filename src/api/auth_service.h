@@ -15,29 +15,32 @@
 
 #include <string>
 
+#include "api/call_meta.h"
 #include "common/status.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
 #include "server/server.h"
 
 namespace keel::api {
 
-// The caller's AuthInfo (revision 0: no credential given).
+// The caller's AuthInfo (revision 0: no credential given; so is a null
+// call, one made by keel itself).
+Result<server::AuthInfo> CallerOf(const CallMeta* call, server::Server* s);
 Result<server::AuthInfo> CallerOf(const grpc::ServerContextBase* ctx,
                                   server::Server* s);
 
 // KV requests: the caller may make `r` as of now; *h is what the proposal
 // carries for the check at apply (server_auth.cc).
-Status AuthorizeKv(const grpc::ServerContextBase* ctx, server::Server* s,
+Status AuthorizeKv(const CallMeta* ctx, server::Server* s,
                    const etcdserverpb::RangeRequest& r,
                    internal::AuthHeader* h);
-Status AuthorizeKv(const grpc::ServerContextBase* ctx, server::Server* s,
+Status AuthorizeKv(const CallMeta* ctx, server::Server* s,
                    const etcdserverpb::PutRequest& r, internal::AuthHeader* h);
-Status AuthorizeKv(const grpc::ServerContextBase* ctx, server::Server* s,
+Status AuthorizeKv(const CallMeta* ctx, server::Server* s,
                    const etcdserverpb::DeleteRangeRequest& r,
                    internal::AuthHeader* h);
-Status AuthorizeKv(const grpc::ServerContextBase* ctx, server::Server* s,
+Status AuthorizeKv(const CallMeta* ctx, server::Server* s,
                    const etcdserverpb::TxnRequest& r, internal::AuthHeader* h);
-Status AuthorizeKv(const grpc::ServerContextBase* ctx, server::Server* s,
+Status AuthorizeKv(const CallMeta* ctx, server::Server* s,
                    const etcdserverpb::CompactionRequest& r,
                    internal::AuthHeader* h);
 
@@ -46,8 +49,8 @@ Status AuthorizeKv(const grpc::ServerContextBase* ctx, server::Server* s,
 // the check is made again, with the caller's credential as of now (etcd's
 // doSerialize loop). Writes need nothing: they are checked at apply.
 template <typename Req>
-Status RecheckRead(const grpc::ServerContextBase* ctx, server::Server* s,
-                   const Req& r, const internal::AuthHeader& h) {
+Status RecheckRead(const CallMeta* ctx, server::Server* s, const Req& r,
+                   const internal::AuthHeader& h) {
   if (!s->auth()->enabled() || s->auth()->revision() == h.auth_revision()) {
     return Status::OK();
   }

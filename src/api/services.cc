@@ -10,6 +10,7 @@
 #include "api/client_tls.h"
 #include "api/errors.h"
 #include "api/grpc_metrics.h"
+#include "api/kv_call.h"
 
 namespace keel::api {
 
@@ -25,35 +26,6 @@ grpc::Status ToGrpc(const Status& s) {
 
 namespace {
 
-// etcd's clients may ask (metadata "hasleader: true", clientv3's
-// WithRequireLeader) to fail at once rather than wait when the member has
-// no leader.
-bool LeaderRequiredButMissing(const grpc::ServerContextBase* ctx,
-                              const server::Server* s) {
-  if (ctx == nullptr) return false;
-  auto it = ctx->client_metadata().find("hasleader");
-  return it != ctx->client_metadata().end() &&
-         std::string_view(it->second.data(), it->second.size()) == "true" &&
-         !s->HasLeader();
-}
-
-// etcd's learners serve only serializable reads and the maintenance and
-// cluster calls; everything else answers "rpc not supported for learner".
-bool LearnerRefuses(const server::Server* s) { return s->IsLearner(); }
-
-}  // namespace
-
-namespace {
-
-// What a learner serves: serializable reads only.
-template <typename Req>
-bool LearnerServes(const Req&) {
-  return false;
-}
-bool LearnerServes(const etcdserverpb::RangeRequest& r) {
-  return r.serializable();
-}
-
 // Whether the KV methods' counters include the latency histogram. They
 // are made on a method's first call (function statics), so the first
 // member of a process decides (one member per process outside tests).
@@ -66,8 +38,9 @@ bool Extensive(const server::Server* s) {
 template <typename Req, typename Resp>
 class UnaryCall final : public grpc::ServerUnaryReactor {
  public:
-  UnaryCall(grpc::ByteBuffer* out, const UnaryMethodMetrics* metrics)
-      : out_(out), metrics_(metrics) {
+  UnaryCall(const grpc::ServerContextBase* ctx, grpc::ByteBuffer* out,
+            const UnaryMethodMetrics* metrics)
+      : meta(ctx), out_(out), metrics_(metrics) {
     metrics_->Started();
   }
   void OnDone() override { delete this; }
@@ -77,8 +50,8 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
   // perf showed as most of the default-executor's wakeups under range load.
   bool InternalInlineable() override { return true; }
   // Called once, from whichever thread completes the request.
-  void Complete(const Status& st) {
-    if (!st.ok()) return End(ToGrpc(st));
+  void Complete(const grpc::Status& st) {
+    if (!st.ok()) return End(st);
     bool own = false;
     grpc::Status ser =
         grpc::SerializationTraits<Resp>::Serialize(resp, out_, &own);
@@ -91,6 +64,7 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
     Finish(st);
   }
 
+  const GrpcCallMeta meta;
   Req req;
   Resp resp;
 
@@ -102,14 +76,13 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
 };
 
 // Parses the request, answers INTERNAL if it is not one (as etcd does),
-// then starts it: start(req, &resp, done).
-template <typename Req, typename Resp, typename Start>
+// then starts it (kv_call.h).
+template <typename Req, typename Resp>
 grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* ctx,
                                 server::Server* s, const grpc::ByteBuffer* in,
                                 grpc::ByteBuffer* out,
-                                const UnaryMethodMetrics& metrics,
-                                Start start) {
-  auto* call = new UnaryCall<Req, Resp>(out, &metrics);
+                                const UnaryMethodMetrics& metrics) {
+  auto* call = new UnaryCall<Req, Resp>(ctx, out, &metrics);
   grpc::ByteBuffer bytes(*in);  // shares the slices
   grpc::Status parsed =
       grpc::SerializationTraits<Req>::Deserialize(&bytes, &call->req);
@@ -117,44 +90,10 @@ grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* ctx,
     call->End(grpc::Status(
         grpc::StatusCode::INTERNAL,
         "grpc: error unmarshalling request: " + parsed.error_message()));
-  } else if (LeaderRequiredButMissing(ctx, s)) {
-    call->End(kErrNoLeader.ToStatus());
-  } else if (LearnerRefuses(s) && !LearnerServes(call->req)) {
-    call->End(kErrNotSupportedForLearner.ToStatus());
-  } else {
-    // Auth: the caller may make the request as of now; a write carries
-    // who made it into the log and is checked again at apply; a read
-    // served here is checked again if auth changed while it ran.
-    internal::AuthHeader h;
-    if (IsLinearizableRead(call->req)) {
-      auto ai = CallerOf(ctx, s);  // an invalid token fails at once
-      if (!ai.ok()) {
-        call->End(ToGrpc(ai.status()));
-        return call;
-      }
-      start(call->req, &call->resp, [call, ctx, s](Status st) {
-        internal::AuthHeader now;
-        if (st.ok()) st = AuthorizeKv(ctx, s, call->req, &now);
-        call->Complete(st);
-      });
-      return call;
-    }
-    Status st = AuthorizeKv(ctx, s, call->req, &h);
-    if (!st.ok()) {
-      call->End(ToGrpc(st));
-      return call;
-    }
-    server::ScopedRequestAuth scope(&h);
-    if (!IsServedLocally(call->req) || h.auth_revision() == 0) {
-      start(call->req, &call->resp,
-            [call](const Status& st) { call->Complete(st); });
-    } else {
-      start(call->req, &call->resp, [call, ctx, s, h](Status st) {
-        if (st.ok()) st = RecheckRead(ctx, s, call->req, h);
-        call->Complete(st);
-      });
-    }
+    return call;
   }
+  StartKv(&call->meta, s, call->req, &call->resp,
+          [call](const grpc::Status& st) { call->Complete(st); });
   return call;
 }
 
@@ -166,9 +105,7 @@ grpc::ServerUnaryReactor* KvService::Range(grpc::CallbackServerContext* ctx,
   static const UnaryMethodMetrics kMetrics("/etcdserverpb.KV/Range",
                                            Extensive(s_));
   return Serve<etcdserverpb::RangeRequest, etcdserverpb::RangeResponse>(
-      ctx, s_, in, out, kMetrics, [this](const auto& r, auto* resp, auto done) {
-        s_->RangeAsync(r, resp, std::move(done));
-      });
+      ctx, s_, in, out, kMetrics);
 }
 
 grpc::ServerUnaryReactor* KvService::Put(grpc::CallbackServerContext* ctx,
@@ -177,9 +114,7 @@ grpc::ServerUnaryReactor* KvService::Put(grpc::CallbackServerContext* ctx,
   static const UnaryMethodMetrics kMetrics("/etcdserverpb.KV/Put",
                                            Extensive(s_));
   return Serve<etcdserverpb::PutRequest, etcdserverpb::PutResponse>(
-      ctx, s_, in, out, kMetrics, [this](const auto& r, auto* resp, auto done) {
-        s_->PutAsync(r, resp, std::move(done));
-      });
+      ctx, s_, in, out, kMetrics);
 }
 
 grpc::ServerUnaryReactor* KvService::DeleteRange(
@@ -188,10 +123,7 @@ grpc::ServerUnaryReactor* KvService::DeleteRange(
   static const UnaryMethodMetrics kMetrics("/etcdserverpb.KV/DeleteRange",
                                            Extensive(s_));
   return Serve<etcdserverpb::DeleteRangeRequest,
-               etcdserverpb::DeleteRangeResponse>(
-      ctx, s_, in, out, kMetrics, [this](const auto& r, auto* resp, auto done) {
-        s_->DeleteRangeAsync(r, resp, std::move(done));
-      });
+               etcdserverpb::DeleteRangeResponse>(ctx, s_, in, out, kMetrics);
 }
 
 grpc::ServerUnaryReactor* KvService::Txn(grpc::CallbackServerContext* ctx,
@@ -200,9 +132,7 @@ grpc::ServerUnaryReactor* KvService::Txn(grpc::CallbackServerContext* ctx,
   static const UnaryMethodMetrics kMetrics("/etcdserverpb.KV/Txn",
                                            Extensive(s_));
   return Serve<etcdserverpb::TxnRequest, etcdserverpb::TxnResponse>(
-      ctx, s_, in, out, kMetrics, [this](const auto& r, auto* resp, auto done) {
-        s_->TxnAsync(r, resp, std::move(done));
-      });
+      ctx, s_, in, out, kMetrics);
 }
 
 grpc::ServerUnaryReactor* KvService::Compact(grpc::CallbackServerContext* ctx,
@@ -211,10 +141,7 @@ grpc::ServerUnaryReactor* KvService::Compact(grpc::CallbackServerContext* ctx,
   static const UnaryMethodMetrics kMetrics("/etcdserverpb.KV/Compact",
                                            Extensive(s_));
   return Serve<etcdserverpb::CompactionRequest,
-               etcdserverpb::CompactionResponse>(
-      ctx, s_, in, out, kMetrics, [this](const auto& r, auto* resp, auto done) {
-        s_->CompactAsync(r, resp, std::move(done));
-      });
+               etcdserverpb::CompactionResponse>(ctx, s_, in, out, kMetrics);
 }
 
 grpc::Status MaintenanceService::Status(grpc::ServerContext*,
