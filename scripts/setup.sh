@@ -10,7 +10,7 @@ packages=(
   librocksdb-dev libssl-dev libcrypt-dev libjemalloc-dev
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
   libnghttp2-dev
-  etcd-server etcd-client python3-pytest python3-etcd3
+  etcd-server etcd-client python3-pytest python3-etcd3 python3-h2
   prometheus python3-prometheus-client
 )
 

@@ -9,6 +9,7 @@
 #include <climits>
 
 #include "api/gateway.h"
+#include "api/h2_front.h"
 #include "api/services.h"
 #include "http/tls_conn.h"
 #include "server/tls_setup.h"
@@ -64,7 +65,17 @@ Status ClientApi::ServeClientUrls(server::Server* s) {
   http::ListenerOptions lo;
   lo.http = http_.get();
   grpc::Server* grpc = grpc_.get();
-  lo.on_http2 = [grpc](int fd) { grpc::AddInsecureChannelFromFd(grpc, fd); };
+  if (s->config().grpc_front) {
+    H2FrontOptions fo;
+    fo.server = s;
+    fo.grpc = grpc;
+    fo.max_recv_message_bytes = max_recv_message_bytes_;
+    h2_ = std::make_unique<H2Front>(fo);
+    H2Front* h2 = h2_.get();
+    lo.on_http2 = [h2](int fd) { h2->Adopt(fd); };
+  } else {
+    lo.on_http2 = [grpc](int fd) { grpc::AddInsecureChannelFromFd(grpc, fd); };
+  }
   std::vector<http::Address> addrs;
   const auto& urls = s->config().listen_client_urls;
   for (const auto& u : urls) {

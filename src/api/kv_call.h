@@ -22,6 +22,17 @@ namespace keel::api {
 
 grpc::Status ToGrpc(const Status& s);
 
+// What a request that does not parse is answered (gRPC-Go's words, as
+// etcd's server answers it); why: the parser's reason, if it gave one.
+inline grpc::Status UnmarshalError(const std::string& why) {
+  return grpc::Status(
+      grpc::StatusCode::INTERNAL,
+      "grpc: error unmarshalling request: " +
+          (why.empty()
+               ? std::string("proto: cannot parse invalid wire-format data")
+               : why));
+}
+
 // What a learner serves: serializable reads only.
 template <typename Req>
 bool LearnerServes(const Req&) {

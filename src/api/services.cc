@@ -87,9 +87,7 @@ grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* ctx,
   grpc::Status parsed =
       grpc::SerializationTraits<Req>::Deserialize(&bytes, &call->req);
   if (!parsed.ok()) {
-    call->End(grpc::Status(
-        grpc::StatusCode::INTERNAL,
-        "grpc: error unmarshalling request: " + parsed.error_message()));
+    call->End(UnmarshalError(parsed.error_message()));
     return call;
   }
   StartKv(&call->meta, s, call->req, &call->resp,
@@ -289,6 +287,8 @@ void ClientApi::Shutdown() {
   if (metrics_http_) metrics_http_->Shutdown();
   if (listener_) listener_->Stop();
   if (http_) http_->Shutdown();
+  // Before gRPC: relayed streams end with their client connections.
+  if (h2_) h2_->Stop();
   if (grpc_) {
     // Watch streams never end by themselves: end them first, so that the
     // shutdown does not wait out its deadline.
@@ -325,8 +325,9 @@ Result<std::unique_ptr<ClientApi>> ClientApi::Start(server::Server* s) {
   // etcd lets a request be this much larger than --max-request-bytes at the
   // gRPC layer, so that its own check answers with its own message.
   constexpr int kGrpcOverheadBytes = 512 * 1024;
-  b.SetMaxReceiveMessageSize(static_cast<int>(std::min<uint64_t>(
-      s->config().max_request_bytes + kGrpcOverheadBytes, INT_MAX)));
+  api->max_recv_message_bytes_ = static_cast<size_t>(std::min<uint64_t>(
+      s->config().max_request_bytes + kGrpcOverheadBytes, INT_MAX));
+  b.SetMaxReceiveMessageSize(static_cast<int>(api->max_recv_message_bytes_));
   b.SetMaxSendMessageSize(INT_MAX);
   // channelz (gRPC's introspection service, which keel does not serve)
   // counts every call's start and end in shared atomics.

@@ -15,6 +15,7 @@
 
 #include "api/auth_service.h"
 #include "api/concurrency_services.h"
+#include "api/h2_front.h"
 #include "api/keel_services.h"
 #include "api/lease_service.h"
 #include "api/watch_service.h"
@@ -169,6 +170,9 @@ class ClientApi {
   http::Router router_;
   std::unique_ptr<http::Server> http_;
   std::unique_ptr<http::Listener> listener_;
+  // Plaintext gRPC connections (--experimental-grpc-front).
+  std::unique_ptr<H2Front> h2_;
+  size_t max_recv_message_bytes_ = 0;
   http::Router metrics_router_;
   std::unique_ptr<http::Server> metrics_http_;
   std::unique_ptr<http::Listener> metrics_listener_;

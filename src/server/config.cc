@@ -205,6 +205,7 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
   std::string force_new_cluster = "false";
   std::string strict_reconfig = "true";
   std::string initial_corrupt_check = "false";
+  std::string grpc_front = "true";
   std::string listen_metrics;
   std::string log_outputs = "default";
   CLI::App app{
@@ -280,6 +281,11 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
               "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK",
               "Enable to check data corruption before serving any client/"
               "peer traffic.");
+  AddBoolFlag(app, "experimental-grpc-front", &grpc_front,
+              "",
+              "Serve plaintext gRPC clients with keel's own HTTP/2 server "
+              "(unary KV calls natively, the rest relayed to gRPC C++); "
+              "false: gRPC C++ serves them all.");
   app.add_option("--experimental-corrupt-check-time", c.corrupt_check_time,
                  "Duration of time between cluster corruption check passes "
                  "(e.g. 5s, 1m; 0 disables).")
@@ -350,6 +356,8 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
                                      &c.force_new_cluster));
   KEEL_RETURN_IF_ERROR(ParseBoolFlag("strict-reconfig-check", strict_reconfig,
                                      &c.strict_reconfig_check));
+  KEEL_RETURN_IF_ERROR(
+      ParseBoolFlag("experimental-grpc-front", grpc_front, &c.grpc_front));
   KEEL_RETURN_IF_ERROR(ParseBoolFlag("experimental-initial-corrupt-check",
                                      initial_corrupt_check,
                                      &c.initial_corrupt_check));

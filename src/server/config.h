@@ -63,6 +63,9 @@ struct ServerConfig {
   // etcd's --experimental-initial-corrupt-check and
   // --experimental-corrupt-check-time ("5s", "1m"; empty or 0: off).
   bool initial_corrupt_check = false;
+  // Plaintext gRPC on the client URLs through keel's HTTP/2 front
+  // (api/h2_front.h) rather than gRPC C++ alone.
+  bool grpc_front = true;
   std::string corrupt_check_time;
   std::string log_level = "info";
   // --experimental-watch-progress-notify-interval (etcd's default 10m).
