@@ -168,9 +168,11 @@ class Member:
 
 
 class Cluster:
-    def __init__(self, kind: str, binary: str, root: Path, settings: dict):
+    def __init__(self, kind: str, binary: str, root: Path, settings: dict,
+                 extra: list[str] | None = None):
         self.kind = kind
         self.binary = binary
+        self.extra = list(extra or [])
         self.root = root / kind
         self.settings = settings
         self.members = [
@@ -197,7 +199,7 @@ class Cluster:
         ]
         if self.kind == "etcd":
             cmd += ["--logger", "zap"]
-        return cmd
+        return cmd + self.extra
 
     def start_member(self, m: Member):
         log = open(self.root / f"{m.name}.log", "a")
@@ -621,6 +623,9 @@ def main() -> int:
     ap.add_argument("--baseline", default="",
                     help="compare this keel binary (as 'etcd' column: before) with "
                     "--keel (after) instead of etcd, to measure an optimization")
+    ap.add_argument("--baseline-flags", default="",
+                    help="extra flags for the baseline's members (space-separated), "
+                    "e.g. --baseline <same keel> --baseline-flags=--experimental-grpc-front=false")
     ap.add_argument("--heartbeat-ms", type=int, default=100)
     ap.add_argument("--election-ms", type=int, default=1000)
     args = ap.parse_args()
@@ -664,7 +669,8 @@ def main() -> int:
 
     a_bin = args.baseline or ETCD
     clusters = {"etcd": Cluster("etcd" if not args.baseline else "base", a_bin, root,
-                                settings),
+                                settings,
+                                args.baseline_flags.split() if args.baseline else []),
                 "keel": Cluster("keel", args.keel, root, settings)}
     results: dict = {}
     extra_out: dict = {}
