@@ -4,6 +4,8 @@
 #include "api/h2_front.h"
 
 #include <grpcpp/server_posix.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <nghttp2/nghttp2.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
@@ -38,6 +40,9 @@ using Socket = asio::generic::stream_protocol::socket;
 constexpr int32_t kStreamWindow = 1 << 20;
 constexpr int32_t kConnWindow = 16 << 20;
 constexpr size_t kReadBuffer = 64 << 10;
+// Bytes for a client not yet taken by its socket above which its
+// connection is not read.
+constexpr size_t kMaxUnsent = 8 << 20;
 
 enum class Method { kNone, kRange, kPut, kDeleteRange, kTxn };
 
@@ -124,7 +129,9 @@ class H2CallMeta final : public CallMeta {
 
 // A natively served call while the Server works on it.
 struct NativeCall {
-  virtual ~NativeCall() = default;
+  virtual ~NativeCall() {
+    if (in_flight != nullptr) in_flight->fetch_sub(1);
+  }
   // Parses the request message; false: not one.
   virtual bool Parse(const char* data, size_t n) = 0;
   // Starts it on the Server; done(this) once, from any thread.
@@ -135,6 +142,8 @@ struct NativeCall {
   virtual std::string ParseError() const = 0;
 
   int32_t stream_id = 0;
+  // The front's count of calls on the Server (H2Front::Stop waits for it).
+  std::atomic<int>* in_flight = nullptr;
   grpc::Status status;
   const UnaryMethodMetrics* metrics = nullptr;
   Clock::time_point start = Clock::now();
@@ -228,7 +237,7 @@ std::vector<nghttp2_nv> Nv(const std::vector<Header>& hs) {
 struct Stream {
   int32_t id = 0;
   std::vector<Header> headers;  // as received (relayed streams)
-  std::string path, content_type, encoding, timeout;
+  std::string path, http_method, content_type, encoding, timeout;
   H2CallMeta meta;
   Method method = Method::kNone;
   bool relayed = false;
@@ -245,6 +254,7 @@ struct Stream {
   std::vector<Header> trailers;
   // Relayed: the stream to gRPC, the request bytes not yet taken by it.
   int32_t back_id = 0;
+  uint64_t back_gen = 0;  // of the backend connection it went to
   bool back_closed = false;
   std::vector<Header> response_headers;
   bool response_submitted = false;
@@ -254,12 +264,16 @@ struct Stream {
 };
 
 struct Loop;
-thread_local Loop* tls_loop = nullptr;
 class H2Conn;
+// The connection whose state this thread holds (its io_mu_), if any.
+thread_local H2Conn* tls_conn = nullptr;
 
 // One io thread and its connections.
 struct Loop {
   asio::io_context io{1};
+  std::atomic<bool> stopping{false};
+  // Native calls started on the Server and not yet deleted, all loops'.
+  std::shared_ptr<std::atomic<int>> in_flight;
   std::thread thread;
   // io thread only.
   std::unordered_map<H2Conn*, std::shared_ptr<H2Conn>> conns;
@@ -273,12 +287,42 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
     for (NativeCall* c : pending_) delete c;
   }
 
-  // io thread.
+  // With io_mu_ held (Hold), normally on the io thread.
   bool Open(int fd);
   void GoAway();
   void Close();
   // Any thread: a native call finished on the Server.
   void Complete(NativeCall* call);
+
+  // Holds the connection's state for this thread (io_mu_), and marks it
+  // held so that a completion on this thread does not lock it again.
+  class Hold {
+   public:
+    explicit Hold(H2Conn* c) : c_(c), prev_(tls_conn) {
+      c_->io_mu_.lock();
+      tls_conn = c_;
+    }
+    // Takes io_mu_ only if it is free now.
+    Hold(H2Conn* c, std::try_to_lock_t) : c_(c), prev_(tls_conn) {
+      if (!c_->io_mu_.try_lock()) {
+        c_ = nullptr;
+        return;
+      }
+      tls_conn = c;
+    }
+    ~Hold() {
+      if (c_ == nullptr) return;
+      tls_conn = prev_;
+      c_->io_mu_.unlock();
+    }
+    bool held() const { return c_ != nullptr; }
+    Hold(const Hold&) = delete;
+    Hold& operator=(const Hold&) = delete;
+
+   private:
+    H2Conn* c_;
+    H2Conn* const prev_;
+  };
 
  private:
   // ---- the client's side (server session) ----
@@ -335,6 +379,7 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
   // false: the socket failed.
   bool Write(Socket* sock, std::string* pending, std::string* inflight,
              bool* writing, bool back);
+  void WriteMore(Socket* sock, std::string* inflight, bool* writing, bool back);
 
   const std::shared_ptr<Loop> loop_;
   const H2FrontOptions opts_;
@@ -352,8 +397,14 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
   bool back_writing_ = false;
   std::vector<char> back_rbuf_;
 
+  // Everything below but mu_'s part is the connection's state: touched
+  // with io_mu_ held (Hold), on the io thread. (Answering a lone client's
+  // call on the thread that completed it, without the io thread's wake-up,
+  // was tried: no change in put 1/1 latency, bench/README.md.)
+  std::mutex io_mu_;
   std::unordered_map<int32_t, std::unique_ptr<Stream>> streams_;
-  bool closed_ = false;  // io thread
+  bool closed_ = false;
+  bool read_paused_ = false;  // no read in flight: too much unsent
   // In a session's callbacks or in Flush: no Flush from inside.
   bool busy_ = false;
   // Inside a native call's Start, and the calls it answered meanwhile.
@@ -411,6 +462,14 @@ nghttp2_session* NewSession(bool server, void* user,
 }
 
 bool H2Conn::Open(int fd) {
+  // A client that vanished (its host gone, no FIN) is found by TCP
+  // keepalive, as etcd's gRPC server finds it by pings with its default
+  // --grpc-keepalive-interval (2h) and --grpc-keepalive-timeout (20s).
+  int on = 1, idle = 7200, interval = 20, count = 1;
+  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count));
   front_sock_ = AdoptSocket(loop_->io, fd);
   if (!front_sock_) return false;
   nghttp2_session_callbacks* cbs;
@@ -430,21 +489,11 @@ bool H2Conn::Open(int fd) {
 
 void H2Conn::GoAway() {
   if (closed_ || front_ == nullptr) return;
+  // Streams opened so far are still answered; the client opens no more.
   nghttp2_submit_goaway(front_, NGHTTP2_FLAG_NONE,
                         nghttp2_session_get_last_proc_stream_id(front_),
                         NGHTTP2_NO_ERROR, nullptr, 0);
-  // Best effort: what the socket takes now.
-  const uint8_t* data;
-  ssize_t n;
-  std::string out = front_pending_;
-  while ((n = nghttp2_session_mem_send(front_, &data)) > 0) {
-    out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
-  }
-  if (!front_writing_ && !out.empty()) {
-    asio::error_code ec;
-    front_sock_->write_some(asio::buffer(out), ec);
-  }
-  Close();
+  Flush();
 }
 
 void H2Conn::Close() {
@@ -469,7 +518,11 @@ void H2Conn::Close() {
   if (front_sock_) front_sock_->close(ec);
   if (back_sock_) back_sock_->close(ec);
   // The sockets go when their pending handlers have run (they hold this).
-  loop_->conns.erase(this);
+  // The loop's list is the io thread's.
+  std::shared_ptr<Loop> loop = loop_;
+  asio::post(loop->io, [loop, self = shared_from_this()] {
+    loop->conns.erase(self.get());
+  });
 }
 
 // ---------------- reading and writing ----------------
@@ -478,6 +531,7 @@ void H2Conn::ReadFront() {
   front_sock_->async_read_some(
       asio::buffer(front_rbuf_),
       [self = shared_from_this()](const asio::error_code& ec, size_t n) {
+        Hold hold(self.get());
         if (self->closed_) return;
         if (ec) return self->Close();
         self->busy_ = true;
@@ -487,7 +541,15 @@ void H2Conn::ReadFront() {
         self->busy_ = false;
         if (rc < 0 || self->closed_) return self->Close();
         self->Flush();
-        if (!self->closed_) self->ReadFront();
+        if (self->closed_) return;
+        // A client that sends but does not read gets no more read from it
+        // while its answers pile up (resumed in Flush).
+        if (self->front_pending_.size() + self->front_inflight_.size() >
+            kMaxUnsent) {
+          self->read_paused_ = true;
+          return;
+        }
+        self->ReadFront();
       });
 }
 
@@ -495,6 +557,7 @@ void H2Conn::ReadBack() {
   back_sock_->async_read_some(
       asio::buffer(back_rbuf_), [self = shared_from_this(), gen = back_gen_](
                                     const asio::error_code& ec, size_t n) {
+        Hold hold(self.get());
         if (self->closed_ || self->back_gen_ != gen || !self->back_) return;
         if (ec) {
           self->CloseBackend();
@@ -518,10 +581,12 @@ void H2Conn::Flush() {
   if (closed_ || busy_) return;
   busy_ = true;
   for (int round = 0; round < 2 && !closed_; round++) {
-    // Sending on one session can produce frames on the other (a relayed
-    // stream's bytes taken are acknowledged there): until neither has more.
-    for (bool more = true; more && !closed_;) {
-      more = false;
+    // Sending on one session can queue frames on the other (a relayed
+    // stream's bytes taken are acknowledged there, a closed stream resets
+    // its twin) without sending anything itself: until two passes in a
+    // row send nothing.
+    for (int quiet = 0; quiet < 2 && !closed_;) {
+      bool more = false;
       const uint8_t* data;
       ssize_t n;
       while ((n = nghttp2_session_mem_send(front_, &data)) > 0) {
@@ -540,6 +605,7 @@ void H2Conn::Flush() {
         more = true;
       }
       if (back_ != nullptr && n < 0) CloseBackend();
+      quiet = more ? 0 : quiet + 1;
     }
     if (!Write(front_sock_.get(), &front_pending_, &front_inflight_,
                &front_writing_, false)) {
@@ -555,11 +621,43 @@ void H2Conn::Flush() {
   }
   busy_ = false;
   if (closed_) return;
+  if (read_paused_ &&
+      front_pending_.size() + front_inflight_.size() <= kMaxUnsent / 2) {
+    read_paused_ = false;
+    ReadFront();
+  }
   if (!nghttp2_session_want_read(front_) &&
       !nghttp2_session_want_write(front_) && !front_writing_ &&
       front_pending_.empty()) {
     Close();
   }
+}
+
+// What the socket did not take: one write at a time, each completion
+// taking the connection's state (no composed operation runs unlocked).
+void H2Conn::WriteMore(Socket* sock, std::string* inflight, bool* writing,
+                       bool back) {
+  sock->async_write_some(
+      asio::buffer(*inflight),
+      [self = shared_from_this(), sock, back, gen = back_gen_, inflight,
+       writing](const asio::error_code& ec, size_t n) {
+        Hold hold(self.get());
+        if (self->closed_) return;
+        if (back && (self->back_gen_ != gen || !self->back_)) return;
+        if (!ec) {
+          inflight->erase(0, n);
+          if (!inflight->empty()) {
+            return self->WriteMore(sock, inflight, writing, back);
+          }
+        }
+        *writing = false;
+        inflight->clear();
+        if (ec) {
+          if (!back) return self->Close();
+          self->CloseBackend();
+        }
+        self->Flush();
+      });
 }
 
 bool H2Conn::Write(Socket* sock, std::string* pending, std::string* inflight,
@@ -575,20 +673,7 @@ bool H2Conn::Write(Socket* sock, std::string* pending, std::string* inflight,
   if (pending->empty()) return true;
   inflight->swap(*pending);
   *writing = true;
-  asio::async_write(*sock, asio::buffer(*inflight),
-                    [self = shared_from_this(), back, gen = back_gen_, pending,
-                     inflight, writing](const asio::error_code& ec, size_t) {
-                      if (self->closed_) return;
-                      if (back && (self->back_gen_ != gen || !self->back_))
-                        return;
-                      *writing = false;
-                      inflight->clear();
-                      if (ec) {
-                        if (!back) return self->Close();
-                        self->CloseBackend();
-                      }
-                      self->Flush();
-                    });
+  WriteMore(sock, inflight, writing, back);
   return true;
 }
 
@@ -621,6 +706,8 @@ int H2Conn::OnHeader(nghttp2_session*, const nghttp2_frame* f,
   s->headers.push_back({std::string(n), std::string(v)});
   if (n == ":path") {
     s->path = v;
+  } else if (n == ":method") {
+    s->http_method = v;
   } else if (n == "content-type") {
     s->content_type = v;
   } else if (n == "grpc-encoding") {
@@ -653,23 +740,28 @@ int H2Conn::OnDataChunk(nghttp2_session* session, uint8_t, int32_t id,
                         const uint8_t* data, size_t len, void* user) {
   auto* c = static_cast<H2Conn*>(user);
   Stream* s = c->Find(id);
-  if (s == nullptr || !s->relayed) {
-    // Native requests are small and buffered whole: taken at once.
-    nghttp2_session_consume(session, id, len);
-  }
-  if (s == nullptr) return 0;
-  if (s->relayed) {
+  if (s != nullptr && s->relayed) {
+    // The connection's window at once (so that one stream gRPC does not
+    // read holds up no other), the stream's when gRPC takes the bytes.
+    nghttp2_session_consume_connection(session, len);
     s->up.append(reinterpret_cast<const char*>(data), len);
     c->ResumeUp(s);
     return 0;
   }
-  if (s->answered) return 0;  // refused already (too large)
+  // Native requests are buffered whole, up to the size they declare.
+  nghttp2_session_consume(session, id, len);
+  if (s == nullptr || s->answered) return 0;  // refused already
   s->body.append(reinterpret_cast<const char*>(data), len);
   if (s->body.size() >= 5) {
     const auto* p = reinterpret_cast<const uint8_t*>(s->body.data());
     const size_t n = (size_t{p[1]} << 24) | (size_t{p[2]} << 16) |
                      (size_t{p[3]} << 8) | size_t{p[4]};
-    if (n > c->opts_.max_recv_message_bytes) {
+    if (n <= c->opts_.max_recv_message_bytes && s->body.size() > 5 + n) {
+      std::string().swap(s->body);
+      c->Refuse(s, grpc::Status(grpc::StatusCode::INTERNAL,
+                                "grpc: more than one request message in a "
+                                "unary call"));
+    } else if (n > c->opts_.max_recv_message_bytes) {
       std::string().swap(s->body);
       c->Refuse(
           s, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
@@ -702,30 +794,32 @@ void H2Conn::MaybeErase(Stream* s) {
   }
   // Bytes received and never passed on still count against the windows.
   if (s->relayed) {
-    if (s->up.size() > s->up_off && front_ != nullptr) {
-      nghttp2_session_consume_connection(front_, s->up.size() - s->up_off);
-    }
-    if (s->out.size() > s->out_off && back_ != nullptr) {
-      nghttp2_session_consume_connection(back_, s->out.size() - s->out_off);
-    }
+    // (Both connections' windows were given back on receipt.)
   }
   streams_.erase(s->id);
 }
 
 void H2Conn::HeadersDone(Stream* s) {
   s->method = NativeMethod(s->path);
-  bool native = s->method != Method::kNone &&
+  bool native = s->method != Method::kNone && s->http_method == "POST" &&
                 (s->content_type == "application/grpc" ||
                  s->content_type == "application/grpc+proto") &&
                 (s->encoding.empty() || s->encoding == "identity");
+  Clock::duration unused;
+  // A grpc-timeout gRPC would refuse: gRPC answers it.
+  if (!s->timeout.empty() && !ParseGrpcTimeout(s->timeout, &unused)) {
+    native = false;
+  }
   if (native) {
     s->headers.clear();
-    Clock::duration timeout;
+    Clock::duration timeout{};
     if (!s->timeout.empty() && ParseGrpcTimeout(s->timeout, &timeout)) {
       s->deadline = std::make_unique<asio::steady_timer>(loop_->io, timeout);
       s->deadline->async_wait(
           [self = shared_from_this(), id = s->id](const asio::error_code& ec) {
-            if (ec || self->closed_) return;
+            if (ec) return;
+            Hold hold(self.get());
+            if (self->closed_) return;
             Stream* s = self->Find(id);
             if (s == nullptr || s->answered) return;
             self->Answer(s, grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
@@ -788,6 +882,8 @@ void H2Conn::StartNative(Stream* s) {
   }
   std::string().swap(s->body);
   call->stream_id = s->id;
+  call->in_flight = loop_->in_flight.get();
+  call->in_flight->fetch_add(1);
   call->metrics = MetricsFor(s->method, extensive_);
   call->metrics->Started();
   call->meta = std::move(s->meta);
@@ -804,17 +900,12 @@ void H2Conn::StartNative(Stream* s) {
 }
 
 void H2Conn::Complete(NativeCall* call) {
-  if (tls_loop == loop_.get()) {
-    // Answered on this connection's own thread (a serializable read, an
-    // early error): no hand-off. Inside the session's callbacks, the
-    // Flush that follows them sends it.
+  if (tls_conn == this) {
+    // Answered while this thread holds the connection (a serializable
+    // read, an early error): no hand-off. Inside the session's callbacks,
+    // the Flush that follows them sends it.
     if (starting_) {
       answered_inline_.push_back(call);
-      return;
-    }
-    if (closed_) {
-      call->metrics->Finished(call->status, call->start);
-      delete call;
       return;
     }
     Finish(call);
@@ -839,6 +930,7 @@ void H2Conn::Complete(NativeCall* call) {
 }
 
 void H2Conn::DrainCompletions() {
+  Hold hold(this);
   std::vector<NativeCall*> batch;
   {
     std::lock_guard lock(mu_);
@@ -916,8 +1008,9 @@ ssize_t H2Conn::ReadOut(nghttp2_session* session, int32_t id, uint8_t* buf,
     s->out.clear();
     s->out_off = 0;
   }
-  if (s->relayed && c->back_ != nullptr) {
-    nghttp2_session_consume(c->back_, s->back_id, n);
+  if (s->relayed && c->back_ != nullptr && s->back_gen == c->back_gen_ &&
+      !s->back_closed) {
+    nghttp2_session_consume_stream(c->back_, s->back_id, n);
   }
   return static_cast<ssize_t>(n);
 }
@@ -979,16 +1072,16 @@ void H2Conn::CloseBackend() {
   back_sock_.reset();
   back_writing_ = false;
   back_gen_++;
-  // Every relayed stream still open on gRPC's side ends: refused if gRPC
-  // never answered (the client may retry), an internal error otherwise.
+  // Every relayed stream still open on gRPC's side ends. (gRPC C++ closes
+  // or sends GOAWAY on a connection only when it shuts down.)
   std::vector<Stream*> ended;
   for (auto& [id, s] : streams_) {
     if (!s->relayed || s->back_id == 0 || s->back_closed) continue;
     s->back_closed = true;
     if (!s->front_closed && front_ != nullptr) {
+      // Not REFUSED_STREAM, which clients retry: gRPC may have run it.
       nghttp2_submit_rst_stream(front_, NGHTTP2_FLAG_NONE, s->id,
-                                s->response_submitted ? NGHTTP2_INTERNAL_ERROR
-                                                      : NGHTTP2_REFUSED_STREAM);
+                                NGHTTP2_INTERNAL_ERROR);
     }
     ended.push_back(s.get());
   }
@@ -1008,6 +1101,7 @@ bool H2Conn::StartRelay(Stream* s) {
       nghttp2_submit_request(back_, nullptr, nv.data(), nv.size(), &dp, s);
   if (id < 0) return false;
   s->back_id = id;
+  s->back_gen = back_gen_;
   s->headers.clear();
   s->headers.shrink_to_fit();
   return true;
@@ -1030,7 +1124,7 @@ ssize_t H2Conn::ReadUp(nghttp2_session*, int32_t, uint8_t* buf, size_t len,
     s->up.clear();
     s->up_off = 0;
   }
-  if (c->front_ != nullptr) nghttp2_session_consume(c->front_, s->id, n);
+  if (c->front_ != nullptr) nghttp2_session_consume_stream(c->front_, s->id, n);
   return static_cast<ssize_t>(n);
 }
 
@@ -1089,8 +1183,11 @@ int H2Conn::BackOnDataChunk(nghttp2_session* session, uint8_t, int32_t id,
   auto* c = static_cast<H2Conn*>(user);
   auto* s =
       static_cast<Stream*>(nghttp2_session_get_stream_user_data(session, id));
+  // The connection's window at once (a client that does not read one
+  // stream holds up no other), the stream's as the client takes the bytes.
+  nghttp2_session_consume_connection(session, len);
   if (s == nullptr || s->front_closed) {
-    nghttp2_session_consume(session, id, len);
+    nghttp2_session_consume_stream(session, id, len);
     return 0;
   }
   s->out.append(reinterpret_cast<const char*>(data), len);
@@ -1130,12 +1227,11 @@ class H2Front::Impl {
     }
     for (int i = 0; i < n; i++) {
       auto loop = std::make_shared<Loop>();
+      loop->in_flight = in_flight_;
       loops_.push_back(loop);
       loop->thread = std::thread([l = loop.get()] {
-        tls_loop = l;
         auto work = asio::make_work_guard(l->io);
         l->io.run();
-        tls_loop = nullptr;
       });
     }
   }
@@ -1147,19 +1243,41 @@ class H2Front::Impl {
     }
     auto loop = loops_[next_++ % loops_.size()];
     asio::post(loop->io, [loop, fd, o = opts_] {
+      if (loop->stopping.load()) {
+        ::close(fd);
+        return;
+      }
       auto c = std::make_shared<H2Conn>(loop, o);
       loop->conns[c.get()] = c;
+      H2Conn::Hold hold(c.get());
       if (!c->Open(fd)) c->Close();
     });
   }
 
   void Stop() {
     if (stopped_.exchange(true)) return;
+    // GOAWAY first, and the calls already on the Server get their answers
+    // for up to 2 s (as gRPC's Shutdown with a deadline); then every
+    // connection closes (relayed streams end with them).
     for (auto& loop : loops_) {
       asio::post(loop->io, [l = loop.get()] {
-        std::vector<std::shared_ptr<H2Conn>> all;
-        for (auto& [p, c] : l->conns) all.push_back(c);
-        for (auto& c : all) c->GoAway();
+        l->stopping = true;
+        for (auto& c : Conns(l)) {
+          H2Conn::Hold hold(c.get());
+          c->GoAway();
+        }
+      });
+    }
+    const auto deadline = Clock::now() + std::chrono::seconds(2);
+    while (in_flight_->load() > 0 && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    for (auto& loop : loops_) {
+      asio::post(loop->io, [l = loop.get()] {
+        for (auto& c : Conns(l)) {
+          H2Conn::Hold hold(c.get());
+          c->Close();
+        }
         l->io.stop();
       });
     }
@@ -1175,7 +1293,15 @@ class H2Front::Impl {
   ~Impl() { Stop(); }
 
  private:
+  static std::vector<std::shared_ptr<H2Conn>> Conns(Loop* l) {
+    std::vector<std::shared_ptr<H2Conn>> all;
+    for (auto& [p, c] : l->conns) all.push_back(c);
+    return all;
+  }
+
   const H2FrontOptions opts_;
+  const std::shared_ptr<std::atomic<int>> in_flight_ =
+      std::make_shared<std::atomic<int>>(0);
   std::vector<std::shared_ptr<Loop>> loops_;
   std::atomic<size_t> next_{0};
   std::atomic<bool> stopped_{false};
