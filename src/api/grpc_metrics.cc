@@ -222,4 +222,34 @@ void UnaryMethodMetrics::Finished(
   }
 }
 
+StreamMethodMetrics::StreamMethodMetrics(const std::string& full_method,
+                                         const char* type, bool extensive)
+    : m_(ForMethod(full_method, type, extensive)) {}
+
+void StreamMethodMetrics::Started() const {
+  static_cast<const MethodMetrics*>(m_)->started->Inc();
+}
+
+void StreamMethodMetrics::Received() const {
+  static_cast<const MethodMetrics*>(m_)->msg_received->Inc();
+}
+
+void StreamMethodMetrics::Sent() const {
+  static_cast<const MethodMetrics*>(m_)->msg_sent->Inc();
+}
+
+void StreamMethodMetrics::Finished(
+    const grpc::Status& status,
+    std::chrono::steady_clock::time_point start) const {
+  const auto* m = static_cast<const MethodMetrics*>(m_);
+  int code = static_cast<int>(status.error_code());
+  if (code < 0 || code >= kNumCodes) code = 2;  // Unknown
+  m->handled[code]->Inc();
+  if (m->latency != nullptr) {
+    m->latency->Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count());
+  }
+}
+
 }  // namespace keel::api

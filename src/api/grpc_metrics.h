@@ -59,4 +59,22 @@ class UnaryMethodMetrics {
   const void* m_;  // the method's counters (grpc_metrics.cc)
 };
 
+// The same series for a streaming method counted by its server (keel's
+// HTTP/2 front serves LeaseKeepAlive itself): one Started per stream, a
+// Received or Sent per message, one Finished with the status it ends with.
+class StreamMethodMetrics {
+ public:
+  // type: "bidi_stream", "server_stream" or "client_stream".
+  StreamMethodMetrics(const std::string& full_method, const char* type,
+                      bool extensive);
+  void Started() const;
+  void Received() const;
+  void Sent() const;
+  void Finished(const grpc::Status& status,
+                std::chrono::steady_clock::time_point start) const;
+
+ private:
+  const void* m_;
+};
+
 }  // namespace keel::api

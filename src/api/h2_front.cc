@@ -44,13 +44,14 @@ constexpr size_t kReadBuffer = 64 << 10;
 // connection is not read.
 constexpr size_t kMaxUnsent = 8 << 20;
 
-enum class Method { kNone, kRange, kPut, kDeleteRange, kTxn };
+enum class Method { kNone, kRange, kPut, kDeleteRange, kTxn, kKeepAlive };
 
 Method NativeMethod(std::string_view path) {
   if (path == "/etcdserverpb.KV/Range") return Method::kRange;
   if (path == "/etcdserverpb.KV/Put") return Method::kPut;
   if (path == "/etcdserverpb.KV/DeleteRange") return Method::kDeleteRange;
   if (path == "/etcdserverpb.KV/Txn") return Method::kTxn;
+  if (path == "/etcdserverpb.Lease/LeaseKeepAlive") return Method::kKeepAlive;
   return Method::kNone;
 }
 
@@ -202,6 +203,12 @@ const UnaryMethodMetrics* MetricsFor(Method m, bool extensive) {
   }
 }
 
+const StreamMethodMetrics& KeepAliveMetrics(bool extensive) {
+  static const StreamMethodMetrics m("/etcdserverpb.Lease/LeaseKeepAlive",
+                                     "bidi_stream", extensive);
+  return m;
+}
+
 NativeCall* NewCall(Method m) {
   using namespace etcdserverpb;
   switch (m) {
@@ -252,6 +259,14 @@ struct Stream {
   size_t out_off = 0;
   bool out_done = false;
   std::vector<Header> trailers;
+  // LeaseKeepAlive (native stream): requests are answered one at a time,
+  // in order, as etcd's keepalive loop; body_off: where the next starts.
+  bool keepalive = false;
+  bool renewing = false;
+  bool client_done = false;
+  size_t body_off = 0;
+  Clock::time_point started = Clock::now();
+  etcdserverpb::LeaseKeepAliveResponse ka;
   // Relayed: the stream to gRPC, the request bytes not yet taken by it.
   int32_t back_id = 0;
   uint64_t back_gen = 0;  // of the backend connection it went to
@@ -359,6 +374,13 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
   void HeadersDone(Stream* s);
   void RequestDone(Stream* s);
   void StartNative(Stream* s);
+  // LeaseKeepAlive: starts the next renewal if none is running, or ends
+  // the stream once the client is done.
+  void PumpKeepAlive(Stream* s);
+  void KeepAliveRenewed(int32_t id, const Status& st, int64_t ttl);
+  void EndKeepAlive(Stream* s, const grpc::Status& st);
+  // Runs fn on the io thread, holding the connection (any thread).
+  void Post(std::function<void()> fn);
   // Answers a native stream that never reached the Server (counted).
   void Refuse(Stream* s, const grpc::Status& st);
   void Answer(Stream* s, const grpc::Status& st);
@@ -414,8 +436,9 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
   uint64_t back_gen_ = 0;
 
   std::mutex mu_;
-  bool accepting_ = true;             // guarded by mu_
-  std::vector<NativeCall*> pending_;  // guarded by mu_
+  bool accepting_ = true;                     // guarded by mu_
+  std::vector<NativeCall*> pending_;          // guarded by mu_
+  std::vector<std::function<void()>> tasks_;  // guarded by mu_
 };
 
 std::unique_ptr<Socket> AdoptSocket(asio::io_context& io, int fd) {
@@ -748,6 +771,16 @@ int H2Conn::OnDataChunk(nghttp2_session* session, uint8_t, int32_t id,
     c->ResumeUp(s);
     return 0;
   }
+  if (s != nullptr && s->keepalive) {
+    nghttp2_session_consume_connection(session, len);
+    if (s->answered) {
+      nghttp2_session_consume_stream(session, id, len);
+      return 0;
+    }
+    s->body.append(reinterpret_cast<const char*>(data), len);
+    c->PumpKeepAlive(s);
+    return 0;
+  }
   // Native requests are buffered whole, up to the size they declare.
   nghttp2_session_consume(session, id, len);
   if (s == nullptr || s->answered) return 0;  // refused already
@@ -779,6 +812,11 @@ int H2Conn::OnStreamClose(nghttp2_session*, int32_t id, uint32_t, void* user) {
   Stream* s = c->Find(id);
   if (s == nullptr) return 0;
   s->front_closed = true;
+  if (s->keepalive && !s->answered) {
+    s->answered = true;
+    KeepAliveMetrics(c->extensive_)
+        .Finished(grpc::Status(grpc::StatusCode::CANCELLED, ""), s->started);
+  }
   if (s->relayed && s->back_id > 0 && !s->back_closed && c->back_ != nullptr) {
     nghttp2_submit_rst_stream(c->back_, NGHTTP2_FLAG_NONE, s->back_id,
                               NGHTTP2_CANCEL);
@@ -792,15 +830,29 @@ void H2Conn::MaybeErase(Stream* s) {
   if (s->relayed && s->back_id > 0 && !s->back_closed && back_ != nullptr) {
     return;
   }
-  // Bytes received and never passed on still count against the windows.
-  if (s->relayed) {
-    // (Both connections' windows were given back on receipt.)
-  }
+  // (Bytes received and never passed on gave back both connections'
+  // windows on receipt: nothing to return here.)
   streams_.erase(s->id);
 }
 
 void H2Conn::HeadersDone(Stream* s) {
   s->method = NativeMethod(s->path);
+  if (s->method == Method::kKeepAlive) {
+    if (s->http_method == "POST" &&
+        (s->content_type == "application/grpc" ||
+         s->content_type == "application/grpc+proto") &&
+        (s->encoding.empty() || s->encoding == "identity")) {
+      s->keepalive = true;
+      s->headers.clear();
+      KeepAliveMetrics(extensive_).Started();
+      // clientv3 opens its keepalive stream "requiring a leader".
+      if (s->meta.hasleader == "true" && !opts_.server->HasLeader()) {
+        EndKeepAlive(s, kErrNoLeader.ToStatus());
+      }
+      return;
+    }
+    s->method = Method::kNone;  // relayed
+  }
   bool native = s->method != Method::kNone && s->http_method == "POST" &&
                 (s->content_type == "application/grpc" ||
                  s->content_type == "application/grpc+proto") &&
@@ -837,6 +889,11 @@ void H2Conn::HeadersDone(Stream* s) {
 }
 
 void H2Conn::RequestDone(Stream* s) {
+  if (s->keepalive) {
+    s->client_done = true;
+    PumpKeepAlive(s);
+    return;
+  }
   if (s->relayed) {
     s->up_done = true;
     ResumeUp(s);
@@ -920,7 +977,7 @@ void H2Conn::Complete(NativeCall* call) {
       delete call;
       return;
     }
-    post = pending_.empty();
+    post = pending_.empty() && tasks_.empty();
     pending_.push_back(call);
   }
   if (post) {
@@ -932,9 +989,11 @@ void H2Conn::Complete(NativeCall* call) {
 void H2Conn::DrainCompletions() {
   Hold hold(this);
   std::vector<NativeCall*> batch;
+  std::vector<std::function<void()>> tasks;
   {
     std::lock_guard lock(mu_);
     batch.swap(pending_);
+    tasks.swap(tasks_);
   }
   for (NativeCall* c : batch) {
     if (closed_) {
@@ -944,7 +1003,131 @@ void H2Conn::DrainCompletions() {
       Finish(c);
     }
   }
+  for (auto& fn : tasks) {
+    if (!closed_) fn();
+  }
   Flush();
+}
+
+void H2Conn::Post(std::function<void()> fn) {
+  bool post;
+  {
+    std::lock_guard lock(mu_);
+    if (!accepting_) return;
+    post = pending_.empty() && tasks_.empty();
+    tasks_.push_back(std::move(fn));
+  }
+  if (post) {
+    asio::post(loop_->io,
+               [self = shared_from_this()] { self->DrainCompletions(); });
+  }
+}
+
+// ---------------- LeaseKeepAlive ----------------
+
+void H2Conn::PumpKeepAlive(Stream* s) {
+  if (s->renewing || s->answered || s->front_closed) return;
+  const size_t avail = s->body.size() - s->body_off;
+  const auto* p =
+      reinterpret_cast<const uint8_t*>(s->body.data()) + s->body_off;
+  size_t n = 0;
+  if (avail >= 5) {
+    n = (size_t{p[1]} << 24) | (size_t{p[2]} << 16) | (size_t{p[3]} << 8) |
+        size_t{p[4]};
+    if (p[0] != 0) {
+      return EndKeepAlive(
+          s, grpc::Status(grpc::StatusCode::INTERNAL,
+                          "grpc: compressed flag set with identity or empty "
+                          "encoding"));
+    }
+    if (n > opts_.max_recv_message_bytes) {
+      return EndKeepAlive(
+          s,
+          grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                       "grpc: received message larger than max (" +
+                           std::to_string(n) + " vs. " +
+                           std::to_string(opts_.max_recv_message_bytes) + ")"));
+    }
+  }
+  if (avail < 5 || avail < 5 + n) {
+    // No whole request: wait for it, or end when the client has ended
+    // (etcd's loop returns nil at the client's EOF).
+    if (s->client_done) EndKeepAlive(s, grpc::Status::OK);
+    return;
+  }
+  etcdserverpb::LeaseKeepAliveRequest req;
+  if (!req.ParseFromArray(p + 5, static_cast<int>(n))) {
+    return EndKeepAlive(s, UnmarshalError(""));
+  }
+  s->body_off += 5 + n;
+  if (s->body_off == s->body.size()) {
+    s->body.clear();
+    s->body_off = 0;
+  }
+  // The stream's window as its requests are taken (the connection's was
+  // given back on receipt).
+  nghttp2_session_consume_stream(front_, s->id, 5 + n);
+  KeepAliveMetrics(extensive_).Received();
+  s->renewing = true;
+  s->ka.Clear();
+  s->ka.set_id(req.id());
+  // The header before the renewal, as etcd: its revision is never after a
+  // revoke the renewal could miss.
+  opts_.server->FillHeader(s->ka.mutable_header(),
+                           opts_.server->CurrentRevision());
+  opts_.server->LeaseRenew(req.id(), [self = shared_from_this(), id = s->id](
+                                         Status st, int64_t ttl) {
+    self->Post([self, id, st = std::move(st), ttl] {
+      self->KeepAliveRenewed(id, st, ttl);
+    });
+  });
+}
+
+void H2Conn::KeepAliveRenewed(int32_t id, const Status& st, int64_t ttl) {
+  Stream* s = Find(id);
+  if (s == nullptr) return;
+  s->renewing = false;
+  if (s->answered || s->front_closed) return;
+  if (!st.ok()) return EndKeepAlive(s, ToGrpc(st));
+  s->ka.set_ttl(ttl);  // 0: not found (etcd does not fail the stream)
+  const size_t n = s->ka.ByteSizeLong();
+  const size_t at = s->out.size();
+  s->out.resize(at + 5 + n);
+  auto* p = reinterpret_cast<uint8_t*>(s->out.data()) + at;
+  p[0] = 0;
+  p[1] = static_cast<uint8_t>(n >> 24);
+  p[2] = static_cast<uint8_t>(n >> 16);
+  p[3] = static_cast<uint8_t>(n >> 8);
+  p[4] = static_cast<uint8_t>(n);
+  s->ka.SerializeWithCachedSizesToArray(p + 5);
+  KeepAliveMetrics(extensive_).Sent();
+  if (!s->response_submitted) {
+    s->response_submitted = true;
+    static const std::vector<Header> kHeaders = {
+        {":status", "200"}, {"content-type", "application/grpc"}};
+    auto nv = Nv(kHeaders);
+    nghttp2_data_provider dp;
+    dp.source.ptr = s;
+    dp.read_callback = ReadOut;
+    nghttp2_submit_response(front_, s->id, nv.data(), nv.size(), &dp);
+  } else {
+    ResumeOut(s);
+  }
+  PumpKeepAlive(s);
+}
+
+void H2Conn::EndKeepAlive(Stream* s, const grpc::Status& st) {
+  KeepAliveMetrics(extensive_).Finished(st, s->started);
+  if (!s->response_submitted) return Answer(s, st);
+  // After messages: the status in trailers once they are sent.
+  s->answered = true;
+  s->trailers = {
+      {"grpc-status", std::to_string(static_cast<int>(st.error_code()))}};
+  if (!st.error_message().empty()) {
+    s->trailers.push_back({"grpc-message", PercentEncode(st.error_message())});
+  }
+  s->out_done = true;
+  ResumeOut(s);
 }
 
 void H2Conn::Finish(NativeCall* call) {

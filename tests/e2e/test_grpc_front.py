@@ -281,3 +281,33 @@ def test_server_answers_at_the_grpc_timeout(make_cluster, uniq):
         assert took < 4, f"answered after {took:.1f} s"
     finally:
         raw.close()
+
+
+def test_lease_keepalive_stream_answers_in_order(channel):
+    """One keepalive stream: each request answered in order, an unknown
+    lease with TTL 0 (the stream goes on), the stream ending OK when the
+    client ends it; beside unary calls on the same connection."""
+    lease = etcdrpc.LeaseStub(channel)
+    kv = etcdrpc.KVStub(channel)
+    ids = [lease.LeaseGrant(etcdrpc.LeaseGrantRequest(TTL=30 + i), timeout=10).ID
+           for i in range(3)]
+    unknown = max(ids) + 12345
+    asked = [ids[0], unknown, ids[1], ids[2], ids[0]] * 20
+    try:
+        call = lease.LeaseKeepAlive(iter([etcdrpc.LeaseKeepAliveRequest(ID=i) for i in asked]),
+                                    timeout=20)
+        got = []
+        for resp in call:
+            got.append((resp.ID, resp.TTL))
+            if len(got) % 25 == 0:
+                kv.Range(etcdrpc.RangeRequest(key=b"x"), timeout=10)
+        assert [i for i, _ in got] == asked
+        for (i, ttl) in got:
+            if i == unknown:
+                assert ttl == 0
+            else:
+                assert 30 <= ttl <= 32, (i, ttl)
+        assert call.code() == grpc.StatusCode.OK
+    finally:
+        for i in ids:
+            lease.LeaseRevoke(etcdrpc.LeaseRevokeRequest(ID=i), timeout=10)
