@@ -197,6 +197,23 @@ grpc::experimental::Interceptor* GrpcMetricsFactory::CreateServerInterceptor(
       ForMethod(method, TypeName(info->type()), extensive_));
 }
 
+namespace {
+
+// A call ended: grpc_server_handled_total by code, and its latency.
+void CountHandled(const MethodMetrics* m, const grpc::Status& status,
+                  std::chrono::steady_clock::time_point start) {
+  int code = static_cast<int>(status.error_code());
+  if (code < 0 || code >= kNumCodes) code = 2;  // Unknown
+  m->handled[code]->Inc();
+  if (m->latency != nullptr) {
+    m->latency->Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count());
+  }
+}
+
+}  // namespace
+
 UnaryMethodMetrics::UnaryMethodMetrics(const std::string& full_method,
                                        bool extensive)
     : m_(ForMethod(full_method, "unary", extensive)) {}
@@ -212,14 +229,7 @@ void UnaryMethodMetrics::Finished(
     std::chrono::steady_clock::time_point start) const {
   const auto* m = static_cast<const MethodMetrics*>(m_);
   if (status.ok()) m->msg_sent->Inc();
-  int code = static_cast<int>(status.error_code());
-  if (code < 0 || code >= kNumCodes) code = 2;  // Unknown
-  m->handled[code]->Inc();
-  if (m->latency != nullptr) {
-    m->latency->Observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-            .count());
-  }
+  CountHandled(m, status, start);
 }
 
 StreamMethodMetrics::StreamMethodMetrics(const std::string& full_method,
@@ -241,15 +251,7 @@ void StreamMethodMetrics::Sent() const {
 void StreamMethodMetrics::Finished(
     const grpc::Status& status,
     std::chrono::steady_clock::time_point start) const {
-  const auto* m = static_cast<const MethodMetrics*>(m_);
-  int code = static_cast<int>(status.error_code());
-  if (code < 0 || code >= kNumCodes) code = 2;  // Unknown
-  m->handled[code]->Inc();
-  if (m->latency != nullptr) {
-    m->latency->Observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-            .count());
-  }
+  CountHandled(static_cast<const MethodMetrics*>(m_), status, start);
 }
 
 }  // namespace keel::api

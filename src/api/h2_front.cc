@@ -109,6 +109,32 @@ bool ParseGrpcTimeout(std::string_view v, Clock::duration* out) {
   }
 }
 
+// Moves up to len bytes of *from (from *off on) to dst; returns how many.
+size_t Take(std::string* from, size_t* off, uint8_t* dst, size_t len) {
+  const size_t n = std::min(len, from->size() - *off);
+  std::memcpy(dst, from->data() + *off, n);
+  *off += n;
+  if (*off == from->size()) {
+    from->clear();
+    *off = 0;
+  }
+  return n;
+}
+
+// Appends msg to *out in gRPC's framing (uncompressed, 4-byte length).
+void AppendFramed(const google::protobuf::MessageLite& msg, std::string* out) {
+  const size_t n = msg.ByteSizeLong();
+  const size_t at = out->size();
+  out->resize(at + 5 + n);
+  auto* p = reinterpret_cast<uint8_t*>(out->data()) + at;
+  p[0] = 0;
+  p[1] = static_cast<uint8_t>(n >> 24);
+  p[2] = static_cast<uint8_t>(n >> 16);
+  p[3] = static_cast<uint8_t>(n >> 8);
+  p[4] = static_cast<uint8_t>(n);
+  msg.SerializeWithCachedSizesToArray(p + 5);
+}
+
 bool Extensive(const server::Server* s) {
   return s->config().metrics == "extensive";
 }
@@ -164,17 +190,7 @@ struct TypedCall final : NativeCall {
               done(this);
             });
   }
-  void Frame(std::string* out) override {
-    const size_t n = resp.ByteSizeLong();
-    out->resize(5 + n);
-    auto* p = reinterpret_cast<uint8_t*>(out->data());
-    p[0] = 0;
-    p[1] = static_cast<uint8_t>(n >> 24);
-    p[2] = static_cast<uint8_t>(n >> 16);
-    p[3] = static_cast<uint8_t>(n >> 8);
-    p[4] = static_cast<uint8_t>(n);
-    resp.SerializeWithCachedSizesToArray(p + 5);
-  }
+  void Frame(std::string* out) override { AppendFramed(resp, out); }
   std::string ParseError() const override {
     return req.InitializationErrorString();
   }
@@ -384,6 +400,9 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
   // Answers a native stream that never reached the Server (counted).
   void Refuse(Stream* s, const grpc::Status& st);
   void Answer(Stream* s, const grpc::Status& st);
+  // A response whose body (s->out) and trailers follow through ReadOut.
+  void SubmitResponse(Stream* s, const std::vector<Header>& headers);
+  static const std::vector<Header>& GrpcHeaders();
   void Finish(NativeCall* call);
   void DrainCompletions();
   bool StartRelay(Stream* s);
@@ -1090,26 +1109,11 @@ void H2Conn::KeepAliveRenewed(int32_t id, const Status& st, int64_t ttl) {
   if (s->answered || s->front_closed) return;
   if (!st.ok()) return EndKeepAlive(s, ToGrpc(st));
   s->ka.set_ttl(ttl);  // 0: not found (etcd does not fail the stream)
-  const size_t n = s->ka.ByteSizeLong();
-  const size_t at = s->out.size();
-  s->out.resize(at + 5 + n);
-  auto* p = reinterpret_cast<uint8_t*>(s->out.data()) + at;
-  p[0] = 0;
-  p[1] = static_cast<uint8_t>(n >> 24);
-  p[2] = static_cast<uint8_t>(n >> 16);
-  p[3] = static_cast<uint8_t>(n >> 8);
-  p[4] = static_cast<uint8_t>(n);
-  s->ka.SerializeWithCachedSizesToArray(p + 5);
+  AppendFramed(s->ka, &s->out);
   KeepAliveMetrics(extensive_).Sent();
   if (!s->response_submitted) {
     s->response_submitted = true;
-    static const std::vector<Header> kHeaders = {
-        {":status", "200"}, {"content-type", "application/grpc"}};
-    auto nv = Nv(kHeaders);
-    nghttp2_data_provider dp;
-    dp.source.ptr = s;
-    dp.read_callback = ReadOut;
-    nghttp2_submit_response(front_, s->id, nv.data(), nv.size(), &dp);
+    SubmitResponse(s, GrpcHeaders());
   } else {
     ResumeOut(s);
   }
@@ -1159,9 +1163,17 @@ void H2Conn::Answer(Stream* s, const grpc::Status& st) {
   }
   s->out_done = true;
   s->trailers = {{"grpc-status", "0"}};
+  SubmitResponse(s, GrpcHeaders());
+}
+
+const std::vector<Header>& H2Conn::GrpcHeaders() {
   static const std::vector<Header> kHeaders = {
       {":status", "200"}, {"content-type", "application/grpc"}};
-  auto nv = Nv(kHeaders);
+  return kHeaders;
+}
+
+void H2Conn::SubmitResponse(Stream* s, const std::vector<Header>& headers) {
+  auto nv = Nv(headers);
   nghttp2_data_provider dp;
   dp.source.ptr = s;
   dp.read_callback = ReadOut;
@@ -1184,13 +1196,7 @@ ssize_t H2Conn::ReadOut(nghttp2_session* session, int32_t id, uint8_t* buf,
     }
     return 0;
   }
-  const size_t n = std::min(len, avail);
-  std::memcpy(buf, s->out.data() + s->out_off, n);
-  s->out_off += n;
-  if (s->out_off == s->out.size()) {
-    s->out.clear();
-    s->out_off = 0;
-  }
+  const size_t n = Take(&s->out, &s->out_off, buf, len);
   if (s->relayed && c->back_ != nullptr && s->back_gen == c->back_gen_ &&
       !s->back_closed) {
     nghttp2_session_consume_stream(c->back_, s->back_id, n);
@@ -1300,13 +1306,7 @@ ssize_t H2Conn::ReadUp(nghttp2_session*, int32_t, uint8_t* buf, size_t len,
     *flags |= NGHTTP2_DATA_FLAG_EOF;
     return 0;
   }
-  const size_t n = std::min(len, avail);
-  std::memcpy(buf, s->up.data() + s->up_off, n);
-  s->up_off += n;
-  if (s->up_off == s->up.size()) {
-    s->up.clear();
-    s->up_off = 0;
-  }
+  const size_t n = Take(&s->up, &s->up_off, buf, len);
   if (c->front_ != nullptr) nghttp2_session_consume_stream(c->front_, s->id, n);
   return static_cast<ssize_t>(n);
 }
@@ -1347,10 +1347,7 @@ int H2Conn::BackOnFrameRecv(nghttp2_session* session, const nghttp2_frame* f,
       nghttp2_submit_response(c->front_, s->id, nv.data(), nv.size(), nullptr);
       return 0;
     }
-    nghttp2_data_provider dp;
-    dp.source.ptr = s;
-    dp.read_callback = ReadOut;
-    nghttp2_submit_response(c->front_, s->id, nv.data(), nv.size(), &dp);
+    c->SubmitResponse(s, s->response_headers);
     s->response_headers.clear();
     return 0;
   }
