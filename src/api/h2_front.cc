@@ -43,6 +43,9 @@ constexpr size_t kReadBuffer = 64 << 10;
 // Bytes for a client not yet taken by its socket above which its
 // connection is not read.
 constexpr size_t kMaxUnsent = 8 << 20;
+// Answers of one keepalive stream not yet taken by the client above which
+// its next request waits.
+constexpr size_t kKeepAliveUnsent = 64 << 10;
 
 enum class Method { kNone, kRange, kPut, kDeleteRange, kTxn, kKeepAlive };
 
@@ -116,6 +119,10 @@ size_t Take(std::string* from, size_t* off, uint8_t* dst, size_t len) {
   *off += n;
   if (*off == from->size()) {
     from->clear();
+    *off = 0;
+  } else if (*off >= (64 << 10) && 2 * *off >= from->size()) {
+    // A reader always a little behind never empties it: drop what it took.
+    from->erase(0, *off);
     *off = 0;
   }
   return n;
@@ -279,6 +286,7 @@ struct Stream {
   // in order, as etcd's keepalive loop; body_off: where the next starts.
   bool keepalive = false;
   bool renewing = false;
+  bool pump_when_sent = false;
   bool client_done = false;
   size_t body_off = 0;
   Clock::time_point started = Clock::now();
@@ -333,20 +341,11 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
       c_->io_mu_.lock();
       tls_conn = c_;
     }
-    // Takes io_mu_ only if it is free now.
-    Hold(H2Conn* c, std::try_to_lock_t) : c_(c), prev_(tls_conn) {
-      if (!c_->io_mu_.try_lock()) {
-        c_ = nullptr;
-        return;
-      }
-      tls_conn = c;
-    }
     ~Hold() {
       if (c_ == nullptr) return;
       tls_conn = prev_;
       c_->io_mu_.unlock();
     }
-    bool held() const { return c_ != nullptr; }
     Hold(const Hold&) = delete;
     Hold& operator=(const Hold&) = delete;
 
@@ -550,6 +549,13 @@ void H2Conn::Close() {
   for (NativeCall* c : drop) {
     c->metrics->Finished(c->status, c->start);
     delete c;
+  }
+  for (auto& [id, s] : streams_) {
+    if (s->keepalive && !s->answered) {
+      s->answered = true;
+      KeepAliveMetrics(extensive_)
+          .Finished(grpc::Status(grpc::StatusCode::CANCELLED, ""), s->started);
+    }
   }
   streams_.clear();  // cancels deadline timers
   if (front_ != nullptr) nghttp2_session_del(front_);
@@ -861,9 +867,36 @@ void H2Conn::HeadersDone(Stream* s) {
         (s->content_type == "application/grpc" ||
          s->content_type == "application/grpc+proto") &&
         (s->encoding.empty() || s->encoding == "identity")) {
+      Clock::duration timeout{};
+      const bool timed =
+          !s->timeout.empty() && ParseGrpcTimeout(s->timeout, &timeout);
+      if (!s->timeout.empty() && !timed) {
+        s->method = Method::kNone;  // gRPC answers what it would refuse
+        s->relayed = true;
+        if (!StartRelay(s)) {
+          nghttp2_submit_rst_stream(front_, NGHTTP2_FLAG_NONE, s->id,
+                                    NGHTTP2_REFUSED_STREAM);
+        }
+        return;
+      }
       s->keepalive = true;
       s->headers.clear();
       KeepAliveMetrics(extensive_).Started();
+      if (timed) {
+        s->deadline = std::make_unique<asio::steady_timer>(loop_->io, timeout);
+        s->deadline->async_wait([self = shared_from_this(),
+                                 id = s->id](const asio::error_code& ec) {
+          if (ec) return;
+          Hold hold(self.get());
+          if (self->closed_) return;
+          Stream* s = self->Find(id);
+          if (s == nullptr || s->answered) return;
+          self->EndKeepAlive(s,
+                             grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                                          "Deadline Exceeded"));
+          self->Flush();
+        });
+      }
       // clientv3 opens its keepalive stream "requiring a leader".
       if (s->meta.hasleader == "true" && !opts_.server->HasLeader()) {
         EndKeepAlive(s, kErrNoLeader.ToStatus());
@@ -1000,8 +1033,9 @@ void H2Conn::Complete(NativeCall* call) {
     pending_.push_back(call);
   }
   if (post) {
-    asio::post(loop_->io,
-               [self = shared_from_this()] { self->DrainCompletions(); });
+    asio::post(loop_->io, [w = weak_from_this()] {
+      if (auto self = w.lock()) self->DrainCompletions();
+    });
   }
 }
 
@@ -1037,8 +1071,9 @@ void H2Conn::Post(std::function<void()> fn) {
     tasks_.push_back(std::move(fn));
   }
   if (post) {
-    asio::post(loop_->io,
-               [self = shared_from_this()] { self->DrainCompletions(); });
+    asio::post(loop_->io, [w = weak_from_this()] {
+      if (auto self = w.lock()) self->DrainCompletions();
+    });
   }
 }
 
@@ -1046,6 +1081,12 @@ void H2Conn::Post(std::function<void()> fn) {
 
 void H2Conn::PumpKeepAlive(Stream* s) {
   if (s->renewing || s->answered || s->front_closed) return;
+  // A client that does not read its answers gets no more renewals (and so
+  // no more window to send requests) until it does; ReadOut resumes.
+  if (s->out.size() - s->out_off > kKeepAliveUnsent) {
+    s->pump_when_sent = true;
+    return;
+  }
   const size_t avail = s->body.size() - s->body_off;
   const auto* p =
       reinterpret_cast<const uint8_t*>(s->body.data()) + s->body_off;
@@ -1059,13 +1100,16 @@ void H2Conn::PumpKeepAlive(Stream* s) {
                           "grpc: compressed flag set with identity or empty "
                           "encoding"));
     }
-    if (n > opts_.max_recv_message_bytes) {
+    // A request must fit the stream's window: its bytes are given back
+    // only once it is whole.
+    const size_t max = std::min(opts_.max_recv_message_bytes,
+                                static_cast<size_t>(kStreamWindow) - 5);
+    if (n > max) {
       return EndKeepAlive(
-          s,
-          grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                       "grpc: received message larger than max (" +
-                           std::to_string(n) + " vs. " +
-                           std::to_string(opts_.max_recv_message_bytes) + ")"));
+          s, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "grpc: received message larger than max (" +
+                              std::to_string(n) + " vs. " +
+                              std::to_string(max) + ")"));
     }
   }
   if (avail < 5 || avail < 5 + n) {
@@ -1081,6 +1125,9 @@ void H2Conn::PumpKeepAlive(Stream* s) {
   s->body_off += 5 + n;
   if (s->body_off == s->body.size()) {
     s->body.clear();
+    s->body_off = 0;
+  } else if (s->body_off >= (64 << 10) && 2 * s->body_off >= s->body.size()) {
+    s->body.erase(0, s->body_off);
     s->body_off = 0;
   }
   // The stream's window as its requests are taken (the connection's was
@@ -1197,6 +1244,14 @@ ssize_t H2Conn::ReadOut(nghttp2_session* session, int32_t id, uint8_t* buf,
     return 0;
   }
   const size_t n = Take(&s->out, &s->out_off, buf, len);
+  if (s->keepalive && s->pump_when_sent &&
+      s->out.size() - s->out_off <= kKeepAliveUnsent / 2) {
+    // Not from inside the session's callback: on the io thread, after.
+    s->pump_when_sent = false;
+    c->Post([self = c->shared_from_this(), id] {
+      if (Stream* st = self->Find(id)) self->PumpKeepAlive(st);
+    });
+  }
   if (s->relayed && c->back_ != nullptr && s->back_gen == c->back_gen_ &&
       !s->back_closed) {
     nghttp2_session_consume_stream(c->back_, s->back_id, n);

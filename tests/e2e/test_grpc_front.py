@@ -311,3 +311,25 @@ def test_lease_keepalive_stream_answers_in_order(channel):
     finally:
         for i in ids:
             lease.LeaseRevoke(etcdrpc.LeaseRevokeRequest(ID=i), timeout=10)
+
+
+def test_keepalive_stream_ends_at_its_grpc_timeout(raw, member):
+    """A keepalive stream the client keeps open past its grpc-timeout is
+    ended by the server, after answering what came before."""
+    c = member.client()
+    try:
+        lease_id = c.lease(60).id
+    finally:
+        c.close()
+    req = frame(etcdrpc.LeaseKeepAliveRequest(ID=lease_id).SerializeToString())
+    start = time.monotonic()
+    sid = raw.start("/etcdserverpb.Lease/LeaseKeepAlive", req, end=False,
+                    extra=[("grpc-timeout", "400m")])
+    r = raw.wait(sid, 6)
+    took = time.monotonic() - start
+    assert took < 4, f"ended after {took:.1f} s"
+    assert r.data[:1] == b"\0"
+    got = etcdrpc.LeaseKeepAliveResponse.FromString(r.data[5:5 + struct.unpack(">I", r.data[1:5])[0]])
+    assert got.ID == lease_id and got.TTL > 0
+    # DEADLINE_EXCEEDED in the trailers, or the stream reset (gRPC-Go)
+    assert r.status == 4 or r.reset is not None, (r.headers, r.trailers, r.reset)
