@@ -148,15 +148,12 @@ def ctl_ok(endpoints, *args: str, **kw) -> CtlResult:
 # members and clusters
 
 
-def _die_with_parent() -> None:
-    """In the child: SIGKILL it when the test process dies (even by SIGKILL, as
-    on a CTest timeout), so no server outlives the suite."""
-    import ctypes
-    PR_SET_PDEATHSIG = 1
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
+# A server is SIGKILLed when the test process dies (even by SIGKILL, as on a
+# CTest timeout), so that none outlives the suite: util-linux's setpriv sets
+# the parent-death signal and execs it. (It was a preexec_fn calling prctl
+# through ctypes: code run between fork and exec in a process with grpcio's
+# threads, which once deadlocked the child, and with it Popen, for good.)
+DIE_WITH_PARENT = ["/usr/bin/setpriv", "--pdeathsig", "KILL", "--"]
 
 
 class Member:
@@ -223,9 +220,8 @@ class Member:
         # Both servers read ETCD_* variables as flags: only ours count.
         env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
         self.proc = subprocess.Popen(
-            self.argv(), stdout=self._log_file, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True, env=env,
-            preexec_fn=_die_with_parent)
+            DIE_WITH_PARENT + self.argv(), stdout=self._log_file, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True, env=env)
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
