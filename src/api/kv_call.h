@@ -50,6 +50,12 @@ inline bool LeaderRequiredButMissing(const CallMeta* call,
   return call != nullptr && call->Metadata("hasleader") == "true" &&
          !s->HasLeader();
 }
+inline bool LeaderRequiredButMissing(const grpc::ServerContextBase* ctx,
+                                     const server::Server* s) {
+  if (ctx == nullptr) return false;
+  GrpcCallMeta call(ctx);
+  return LeaderRequiredButMissing(&call, s);
+}
 
 // The Server's asynchronous request for each KV request type.
 inline void StartOnServer(server::Server* s,

@@ -4,19 +4,12 @@
 
 #include "api/auth_service.h"
 #include "api/errors.h"
+#include "api/kv_call.h"
 #include "api/services.h"
 
 namespace keel::api {
 
 namespace {
-
-bool LeaderRequiredButMissing(const grpc::ServerContextBase* ctx,
-                              const server::Server* s) {
-  auto it = ctx->client_metadata().find("hasleader");
-  return it != ctx->client_metadata().end() &&
-         std::string_view(it->second.data(), it->second.size()) == "true" &&
-         !s->HasLeader();
-}
 
 // One KeepAlive stream: read a request, renew, write the answer, read the
 // next (etcd's leaseKeepAlive loop, one renewal at a time per stream).
