@@ -151,6 +151,12 @@ std::string HexId(uint64_t id) {
 }
 
 Result<int64_t> ParseGoDurationMs(const std::string& s) {
+  auto us = ParseGoDurationUs(s);
+  if (!us.ok()) return us.status();
+  return *us / 1000;
+}
+
+Result<int64_t> ParseGoDurationUs(const std::string& s) {
   auto bad = [&] {
     return Status::InvalidArgument("time: invalid duration \"" + s + "\"");
   };
@@ -189,7 +195,7 @@ Result<int64_t> ParseGoDurationMs(const std::string& s) {
     }
     total_ms += v * ms;
   }
-  return static_cast<int64_t>(total_ms);
+  return static_cast<int64_t>(total_ms * 1000);
 }
 
 Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
@@ -202,6 +208,7 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
   std::string pre_vote = "true";
   std::string initial_election_tick_advance = "true";
   std::string progress_interval = "10m0s";
+  std::string commit_notice_delay = "1ms";
   std::string force_new_cluster = "false";
   std::string strict_reconfig = "true";
   std::string initial_corrupt_check = "false";
@@ -286,6 +293,10 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
               "Serve plaintext gRPC clients with keel's own HTTP/2 server "
               "(unary KV calls natively, the rest relayed to gRPC C++); "
               "false: gRPC C++ serves them all.");
+  app.add_option("--experimental-commit-notice-delay", commit_notice_delay,
+                 "How long a leader may keep back a message that only tells "
+                 "a follower a new commit index, so that the next append "
+                 "carries it (0: send at once, as etcd does).");
   app.add_option("--experimental-corrupt-check-time", c.corrupt_check_time,
                  "Duration of time between cluster corruption check passes "
                  "(e.g. 5s, 1m; 0 disables).")
@@ -351,6 +362,16 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
           ms.status().message());
     }
     c.watch_progress_notify_interval_ms = *ms;
+  }
+  {
+    auto us = ParseGoDurationUs(commit_notice_delay);
+    if (!us.ok()) {
+      return Status::InvalidArgument(
+          "invalid value \"" + commit_notice_delay +
+          "\" for flag -experimental-commit-notice-delay: " +
+          us.status().message());
+    }
+    c.commit_notice_delay_us = *us;
   }
   KEEL_RETURN_IF_ERROR(ParseBoolFlag("force-new-cluster", force_new_cluster,
                                      &c.force_new_cluster));

@@ -70,6 +70,8 @@ struct ServerConfig {
   std::string log_level = "info";
   // --experimental-watch-progress-notify-interval (etcd's default 10m).
   int64_t watch_progress_notify_interval_ms = 10 * 60 * 1000;
+  // --experimental-commit-notice-delay (RaftNodeOptions::commit_notice_delay).
+  int64_t commit_notice_delay_us = 1000;
   SecurityConfig security;  // TLS and auth (security_config.h)
   // "zap" (etcd's structured logger) or "capnslog" (accepted; same output).
   std::string logger = "zap";
@@ -116,5 +118,6 @@ std::string HexId(uint64_t id);
 // A Go time.Duration string ("10m", "1.5s", "100ms", "1h2m3s") in
 // milliseconds.
 Result<int64_t> ParseGoDurationMs(const std::string& s);
+Result<int64_t> ParseGoDurationUs(const std::string& s);
 
 }  // namespace keel::server

@@ -7,6 +7,7 @@
 #include "common/coding.h"
 #include "common/log.h"
 #include "raft/codec.h"
+#include "raft/raft.h"
 #include "server/server_metrics.h"
 
 namespace keel::server {
@@ -221,7 +222,18 @@ void RaftNode::TransferLeader(raft::NodeId transferee) {
 
 void RaftNode::Step(raft::Message m) {
   Enqueue([this, m = std::move(m)](bool run) mutable {
-    if (run) node_->Step(std::move(m));
+    if (!run) return;
+    const bool waits = m.type == raft::MessageType::kProp ||
+                       m.type == raft::MessageType::kReadIndex;
+    const raft::NodeId from = m.from;
+    node_->Step(std::move(m));
+    if (waits && from != options_.id &&
+        node_->role() == raft::StateRole::kLeader) {
+      // What it waits for is at most our last index: a commit index that
+      // reaches it must reach the follower at once (HoldCommitNotices).
+      raft::Index& at = follower_waits_[from];
+      at = std::max(at, node_->raft().log().LastIndex());
+    }
   });
 }
 
@@ -296,9 +308,17 @@ void RaftNode::Run() {
   std::map<uint64_t, int> read_age;  // ctx -> ticks without an answer
   while (true) {
     std::deque<Task> tasks;
-    if (!WaitForWork(next_tick, &tasks)) break;
+    if (!WaitForWork(held_notices_.empty()
+                         ? next_tick
+                         : std::min(next_tick, notices_deadline_),
+                     &tasks)) {
+      break;
+    }
     for (Task& t : tasks) t(true);
     auto now = Clock::now();
+    if (!held_notices_.empty() && now >= notices_deadline_) {
+      FlushCommitNotices();
+    }
     if (now >= next_tick) {
       node_->Tick();
       next_tick += tick;
@@ -431,6 +451,11 @@ void RaftNode::HandleReady() {
                   [](const auto& kv) { return kv.second.waiters.empty(); });
   }
   const bool leader = node_->role() == raft::StateRole::kLeader;
+  if (!leader) {
+    // A deposed leader's notices are of an old term.
+    held_notices_.clear();
+    follower_waits_.clear();
+  }
   std::vector<raft::Message> after_apply;
   if (leader && !rd.messages.empty()) {
     // Not when a configuration change commits: applying it may remove a
@@ -441,6 +466,11 @@ void RaftNode::HandleReady() {
                     [](const raft::Entry& e) {
                       return e.type == raft::EntryType::kConfChange;
                     });
+    if (conf_change) {
+      FlushCommitNotices();
+    } else {
+      HoldCommitNotices(&rd.messages);
+    }
     if (rd.entries.empty() && !rd.committed_entries.empty() && !conf_change) {
       // Nothing to write: this Ready commits. Its messages (the new commit
       // index, heartbeats) go once its entries are applied and their
@@ -523,6 +553,61 @@ void RaftNode::HandleReady() {
   CompleteReads();
   node_->Advance(rd);
   MaybeSnapshot();
+}
+
+void RaftNode::HoldCommitNotices(std::vector<raft::Message>* msgs) {
+  if (options_.commit_notice_delay.count() <= 0) return;
+  const auto& progress = node_->raft().tracker().progress;
+  size_t kept = 0;
+  for (raft::Message& m : *msgs) {
+    auto held = held_notices_.find(m.to);
+    if (held != held_notices_.end() &&
+        (m.type == raft::MessageType::kSnap ||
+         ((m.type == raft::MessageType::kApp ||
+           m.type == raft::MessageType::kHeartbeat) &&
+          m.commit >= held->second.commit))) {
+      held_notices_.erase(held);  // this one tells it as much
+    }
+    bool hold = m.type == raft::MessageType::kApp && m.entries.empty();
+    if (hold) {
+      // Only to a follower replicating (an append without entries then
+      // means every entry has been sent to it): a probe waits for its
+      // answer, and a snapshot's follower needs no commit index yet.
+      auto pr = progress.find(m.to);
+      hold = pr != progress.end() &&
+             pr->second.state == raft::ProgressState::kReplicate;
+    }
+    if (hold) {
+      auto w = follower_waits_.find(m.to);
+      if (w != follower_waits_.end() && m.commit >= w->second) {
+        follower_waits_.erase(w);  // its client waits for this: send now
+        hold = false;
+      }
+    }
+    if (hold) {
+      if (held_notices_.empty()) {
+        notices_deadline_ = Clock::now() + options_.commit_notice_delay;
+      }
+      held_notices_[m.to] = std::move(m);
+      continue;
+    }
+    if (&(*msgs)[kept] != &m) (*msgs)[kept] = std::move(m);
+    kept++;
+  }
+  msgs->resize(kept);
+}
+
+void RaftNode::FlushCommitNotices() {
+  if (held_notices_.empty()) return;
+  if (node_->role() != raft::StateRole::kLeader) {
+    held_notices_.clear();  // of a term this member no longer leads
+    return;
+  }
+  std::vector<raft::Message> msgs;
+  msgs.reserve(held_notices_.size());
+  for (auto& [to, m] : held_notices_) msgs.push_back(std::move(m));
+  held_notices_.clear();
+  sender_->Send(std::move(msgs));
 }
 
 void RaftNode::SaveDurably(const std::vector<raft::Entry>& entries) {

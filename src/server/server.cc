@@ -364,6 +364,8 @@ Status Server::Start() {
       std::min<uint64_t>(5000, std::max<uint64_t>(1, config_.snapshot_count));
   ro.seed = std::random_device{}();
   ro.loop_io = this;
+  ro.commit_notice_delay =
+      std::chrono::microseconds(config_.commit_notice_delay_us);
   node_ = std::make_unique<RaftNode>(ro, storage_.get(), this, this);
 
   transport::Options to;

@@ -99,5 +99,23 @@ TEST(ConfigTest, WatchProgressNotifyIntervalIsAGoDuration) {
       Parse({"--experimental-watch-progress-notify-interval", "soon"}).ok());
 }
 
+TEST(ConfigTest, CommitNoticeDelay) {
+  auto d = Parse({});
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->commit_notice_delay_us, 1000);
+  EXPECT_EQ(ParseGoDurationUs("250us").value(), 250);
+  EXPECT_EQ(ParseGoDurationUs("2ms").value(), 2000);
+  auto c = Parse({"--experimental-commit-notice-delay", "0"});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->commit_notice_delay_us, 0);
+  c = Parse({"--experimental-commit-notice-delay=500us"});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->commit_notice_delay_us, 500);
+  auto bad = Parse({"--experimental-commit-notice-delay", "soon"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("experimental-commit-notice-delay"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace keel::server

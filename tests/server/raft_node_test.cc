@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <thread>
 
@@ -70,7 +71,8 @@ struct Member {
 
 class Cluster {
  public:
-  explicit Cluster(int n) {
+  explicit Cluster(int n, std::function<void(RaftNodeOptions&)> tweak = {})
+      : tweak_(std::move(tweak)) {
     root_ = std::filesystem::temp_directory_path() /
             ("keel-raftnode-" + std::to_string(::getpid()) + "-" +
              std::to_string(counter_++));
@@ -107,6 +109,7 @@ class Cluster {
     opts.heartbeat_ms = 10;
     opts.election_ticks = 10;
     opts.seed = 42;
+    if (tweak_) tweak_(opts);
     m.node = std::make_unique<RaftNode>(opts, m.storage.get(), m.sm.get(),
                                         m.sender.get());
     ASSERT_TRUE(m.node->Start().ok());
@@ -123,6 +126,9 @@ class Cluster {
   }
 
   void Deliver(raft::Message msg) {
+    if (msg.type == raft::MessageType::kApp && msg.entries.empty()) {
+      empty_appends_++;
+    }
     std::lock_guard lock(mu_);
     auto it = members_.find(msg.to);
     if (it != members_.end() && it->second.node) {
@@ -134,9 +140,13 @@ class Cluster {
   raft::NodeId WaitLeader();
 
   Member& member(raft::NodeId id) { return members_.at(id); }
+  // Appends without entries sent so far (probes and commit notices).
+  int empty_appends() const { return empty_appends_; }
 
  private:
   static inline int counter_ = 0;
+  std::function<void(RaftNodeOptions&)> tweak_;
+  std::atomic<int> empty_appends_{0};
   std::filesystem::path root_;
   raft::ConfState cs_;
   std::mutex mu_;
@@ -261,6 +271,85 @@ TEST(RaftNodeTest, KilledLeaderIsReplacedAndRestartedMemberCatchesUp) {
   EXPECT_TRUE(PollFor([&] { return c.member(lead).sm->values().size() >= 20; }))
       << c.member(lead).sm->values().size();
   EXPECT_EQ(c.member(lead).sm->values(), c.member(lead2).sm->values());
+}
+
+// Proposes through `via` and waits until `id` has applied `n` values.
+void ProposeAndWait(Cluster& c, raft::NodeId via, raft::NodeId id,
+                    const std::string& v, size_t n) {
+  ASSERT_TRUE(c.member(via).node->Propose(v).get().ok());
+  ASSERT_TRUE(PollFor([&] { return c.member(id).sm->values().size() >= n; }))
+      << "member " << id << " applied " << c.member(id).sm->values().size();
+}
+
+// A leader keeps back the append that only tells a caught-up follower the
+// new commit index: the next append carries it. One write at a time
+// through the leader then sends no empty append at all; with the delay at
+// 0 (etcd's behaviour) every commit sends one to each follower. Ticks are a
+// minute apart, so that no heartbeat (nor an append a heartbeat's answer
+// prompts) runs meanwhile. A follower's read then tells it the last commit
+// index, and every member has every value.
+TEST(RaftNodeTest, CommitNoticeRidesOnTheNextAppend) {
+  for (auto delay : {std::chrono::microseconds(0),
+                     std::chrono::microseconds(std::chrono::hours(1))}) {
+    SCOPED_TRACE("commit_notice_delay " + std::to_string(delay.count()));
+    Cluster c(3, [&](RaftNodeOptions& o) {
+      o.heartbeat_ms = 60000;
+      o.commit_notice_delay = delay;
+    });
+    c.member(1).node->AdvanceTicks(40);  // campaigns now
+    ASSERT_EQ(c.WaitLeader(), 1u);
+    // Settled: both followers replicating (their probes answered).
+    for (int i = 0; i < 3; i++) {
+      ProposeAndWait(c, 1, 1, "s" + std::to_string(i), i + 1);
+    }
+    for (raft::NodeId id = 2; id <= 3; id++) {
+      ASSERT_TRUE(
+          PollFor([&] { return c.member(id).sm->values().size() >= 2; }));
+    }
+    const int before = c.empty_appends();
+    for (int i = 0; i < 20; i++) {
+      ProposeAndWait(c, 1, 1, "v" + std::to_string(i), 4 + i);
+    }
+    const int notices = c.empty_appends() - before;
+    if (delay.count() == 0) {
+      EXPECT_GE(notices, 20);
+    } else {
+      EXPECT_EQ(notices, 0);
+    }
+    for (raft::NodeId id = 2; id <= 3; id++) {
+      auto r = c.member(id).node->ReadIndex();
+      ASSERT_EQ(r.wait_for(20s), std::future_status::ready);
+      ASSERT_TRUE(r.get().ok());
+      EXPECT_EQ(c.member(id).sm->values(), c.member(1).sm->values())
+          << "member " << id;
+    }
+  }
+}
+
+// A follower whose own proposal commits hears the commit index at once,
+// even with notices held for an hour and heartbeats a minute apart (the
+// only other carriers of a commit index here): it answers its client.
+// So does a follower's linearizable read.
+TEST(RaftNodeTest, FollowerWaitingOnItsProposalGetsTheCommitAtOnce) {
+  Cluster c(3, [](RaftNodeOptions& o) {
+    o.heartbeat_ms = 60000;
+    o.commit_notice_delay = std::chrono::hours(1);
+  });
+  // Ticks a minute apart: member 1 campaigns at once instead.
+  c.member(1).node->AdvanceTicks(40);
+  ASSERT_EQ(c.WaitLeader(), 1u);
+  for (int i = 0; i < 3; i++) ProposeAndWait(c, 1, 1, "l" + std::to_string(i), i + 1);
+  // Through a follower, one at a time: each waits for its own commit.
+  for (int i = 0; i < 5; i++) {
+    ProposeAndWait(c, 2, 2, "f" + std::to_string(i), 4 + i);
+  }
+  EXPECT_EQ(c.member(2).sm->values().size(), 8u);
+  // Member 3 has every entry (appends reach it) and reads: the read's
+  // confirmation round tells it the commit index.
+  auto r = c.member(3).node->ReadIndex();
+  ASSERT_EQ(r.wait_for(20s), std::future_status::ready);
+  ASSERT_TRUE(r.get().ok());
+  EXPECT_EQ(c.member(3).sm->values().size(), 8u);
 }
 
 TEST(RaftNodeTest, StoppedNodeKeepsItsPromises) {
