@@ -540,7 +540,16 @@ void RaftNode::HandleReady() {
       (has_unsynced_hs_ && (unsynced_hs_.term != synced_hs_.term ||
                             unsynced_hs_.vote != synced_hs_.vote));
   if (must_sync) SaveDurably(rd.entries);
-  if (!leader && !rd.messages.empty()) sender_->Send(std::move(rd.messages));
+  if (!leader && !rd.messages.empty()) {
+    sender_->Send(std::move(rd.messages));
+    // The acknowledgement woke the leader, and the kernel puts a thread
+    // woken by a socket write on the writer's CPU: on a machine with few
+    // cores the leader then waited for this apply to finish before it
+    // could commit and answer. Yield first, so that it runs (a no-op when
+    // nothing else waits for this CPU). With one write at a time the
+    // committed entries here are the previous write's.
+    if (!rd.committed_entries.empty()) std::this_thread::yield();
+  }
 
   ApplyCommitted(rd.committed_entries);
   if (!after_apply.empty()) sender_->Send(std::move(after_apply));
