@@ -353,26 +353,26 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
   KEEL_RETURN_IF_ERROR(ParseBoolFlag("initial-election-tick-advance",
                                      initial_election_tick_advance,
                                      &c.initial_election_tick_advance));
-  {
-    auto ms = ParseGoDurationMs(progress_interval);
-    if (!ms.ok()) {
-      return Status::InvalidArgument(
-          "invalid value \"" + progress_interval +
-          "\" for flag -experimental-watch-progress-notify-interval: " +
-          ms.status().message());
+  // A Go duration flag, in microseconds; etcd's message when it is not one.
+  auto duration_flag = [](const char* name, const std::string& value,
+                          int64_t* us) -> Status {
+    auto parsed = ParseGoDurationUs(value);
+    if (!parsed.ok()) {
+      return Status::InvalidArgument("invalid value \"" + value +
+                                     "\" for flag -" + name + ": " +
+                                     parsed.status().message());
     }
-    c.watch_progress_notify_interval_ms = *ms;
-  }
-  {
-    auto us = ParseGoDurationUs(commit_notice_delay);
-    if (!us.ok()) {
-      return Status::InvalidArgument(
-          "invalid value \"" + commit_notice_delay +
-          "\" for flag -experimental-commit-notice-delay: " +
-          us.status().message());
-    }
-    c.commit_notice_delay_us = *us;
-  }
+    *us = *parsed;
+    return Status::OK();
+  };
+  int64_t progress_us = 0;
+  KEEL_RETURN_IF_ERROR(duration_flag(
+      "experimental-watch-progress-notify-interval", progress_interval,
+      &progress_us));
+  c.watch_progress_notify_interval_ms = progress_us / 1000;
+  KEEL_RETURN_IF_ERROR(duration_flag("experimental-commit-notice-delay",
+                                     commit_notice_delay,
+                                     &c.commit_notice_delay_us));
   KEEL_RETURN_IF_ERROR(ParseBoolFlag("force-new-cluster", force_new_cluster,
                                      &c.force_new_cluster));
   KEEL_RETURN_IF_ERROR(ParseBoolFlag("strict-reconfig-check", strict_reconfig,
