@@ -228,6 +228,7 @@ void RaftNode::Step(raft::Message m) {
     const raft::NodeId from = m.from;
     node_->Step(std::move(m));
     if (waits && from != options_.id &&
+        options_.commit_notice_delay.count() > 0 &&
         node_->role() == raft::StateRole::kLeader) {
       // What it waits for is at most our last index: a commit index that
       // reaches it must reach the follower at once (HoldCommitNotices).
